@@ -1,0 +1,12 @@
+"""keras_lossplus: the losses, penalty layers and multi-output loss weighting
+that Keras 3 does not ship, on JAX, TensorFlow and PyTorch.
+
+>>> import keras_lossplus as klp
+>>> loss = klp.losses.FocalLoss(gamma=2.0)
+"""
+
+__version__ = "0.1.0"
+
+from keras_lossplus import layers, losses, ops
+
+__all__ = ["__version__", "layers", "losses", "ops"]

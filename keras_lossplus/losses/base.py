@@ -1,0 +1,220 @@
+"""The one place that knows Keras' reduction, `sample_weight` and mask rules.
+
+Every loss in keras_lossplus is a pure function plus a thin class built on one
+of the two bases here:
+
+* `LossPlus` for losses with one value per sample (or per element, like
+  `keras.losses.binary_crossentropy`). Reduction, `sample_weight` and masks
+  are applied by `keras.losses.Loss.__call__` itself, so they behave exactly
+  like Keras' own losses.
+* `BatchLoss` for losses defined over the whole batch (F-beta over the batch,
+  metric learning). Their function returns one scalar and takes the per-sample
+  weights itself; what a weight means is documented by each loss. Keras
+  returns a scalar loss unchanged for every `reduction`, and so do these.
+
+The helpers `prepare_inputs` and the `check_*` validators are shared by the
+functions, so that a function called directly and its class reject bad input
+with the same message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lossplus.ops import compute_dtype
+
+Tensor = Any
+
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    """Raise `ValueError` naming `name` unless `value` is one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected one of {tuple(allowed)}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """Check that `value` is a real number in the given range and return it as
+    a float; raise `ValueError` (bad value) or `TypeError` (not a number)
+    naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"Argument `{name}` must be a finite number. Received: {name}={value!r}")
+    lo_bad = low is not None and (value <= low if low_open else value < low)
+    hi_bad = high is not None and (value >= high if high_open else value > high)
+    if lo_bad or hi_bad:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
+            ")" if high_open or high is None else "]"
+        )
+        raise ValueError(
+            f"Argument `{name}` must be in {interval}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def to_float_list(name: str, values: Iterable[Any]) -> list:
+    """A JSON-friendly list of floats from a list, tuple or 1-D array."""
+    arr = np.asarray(values, dtype="float64")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"Argument `{name}` must be a number or a non-empty 1-D list of numbers. "
+            f"Received: {name}={values!r}"
+        )
+    return [float(v) for v in arr]
+
+
+def check_float_predictions(y_pred: Any) -> None:
+    """Raise `TypeError` unless `y_pred` holds floating-point values.
+
+    Integer predictions almost always mean that labels and predictions were
+    swapped or that an argmax was fed to a loss; both give silently wrong
+    gradients (none at all), so they are refused.
+    """
+    dtype = getattr(y_pred, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(y_pred).dtype
+    dtype = keras.backend.standardize_dtype(dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        raise TypeError(
+            "Argument `y_pred` must be a floating-point tensor (probabilities, logits or "
+            f"predicted values). Received: y_pred with dtype={dtype}"
+        )
+
+
+def prepare_inputs(y_true: Any, y_pred: Any) -> tuple:
+    """Convert `y_true` and `y_pred` to tensors in the dtype the loss computes in.
+
+    `y_pred` must be floating point. `float16` / `bfloat16` inputs are computed
+    in `float32` (see `keras_lossplus.ops.compute_dtype`); `y_true` is cast to
+    the same dtype.
+    """
+    check_float_predictions(y_pred)
+    y_pred = ops.convert_to_tensor(y_pred)
+    dtype = compute_dtype(y_pred.dtype)
+    y_pred = ops.cast(y_pred, dtype)
+    y_true = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    return y_true, y_pred
+
+
+# --------------------------------------------------------------------------- base classes
+
+
+class LossPlus(keras.losses.Loss):
+    """Base of the per-sample losses: stores the options, calls `fn`, and lets
+    `keras.losses.Loss` apply reduction, `sample_weight` and masks.
+
+    Subclasses set `fn = staticmethod(the_function)` and pass their options as
+    keyword arguments to `__init__`; `get_config` then returns every
+    constructor argument.
+    """
+
+    fn: ClassVar[Callable[..., Tensor]]
+
+    def __init__(
+        self,
+        *,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        dtype: Any = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self._dtype_arg = dtype
+        self._options = options
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        check_float_predictions(y_pred)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return type(self).fn(y_true, y_pred, **self._options)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        dtype = self._dtype_arg
+        if dtype is not None and not isinstance(dtype, str):
+            dtype = self._dtype_policy.name
+        config.update(dtype=dtype, **self._options)
+        return config
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options.items())
+        return f"{type(self).__name__}({opts})"
+
+
+class BatchLoss(LossPlus):
+    """Base of the losses defined over a whole batch.
+
+    `fn(y_true, y_pred, sample_weight=w, **options)` returns one scalar. The
+    weights `w` (shape `(B,)`) are the product of the caller's `sample_weight`
+    and of the Keras mask carried by `y_pred`, if any; each loss documents how
+    they enter its formula. Like any Keras loss whose value is a scalar, the
+    result is the same for every `reduction`.
+    """
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        check_float_predictions(y_pred)
+        mask = get_keras_mask(y_pred)
+        with keras.name_scope(self.name):
+            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+            weights = batch_weights(sample_weight, mask, ops.shape(y_pred)[0], y_pred.dtype)
+            loss = type(self).fn(y_true, y_pred, sample_weight=weights, **self._options)
+            return ops.cast(loss, self.dtype)
+
+
+def get_keras_mask(x: Any) -> Optional[Tensor]:
+    """The Keras mask carried by `x` (as `keras.losses.Loss.__call__` reads it),
+    or `None`."""
+    try:  # Keras keeps masks of tensors that take no attributes (JAX) aside.
+        from keras.src.backend import get_keras_mask as _get
+    except ImportError:  # pragma: no cover - older or future Keras layouts
+        return getattr(x, "_keras_mask", None)
+    return _get(x)
+
+
+def batch_weights(sample_weight: Any, mask: Any, batch_size: Any, dtype: Any) -> Optional[Tensor]:
+    """Per-sample weights `(B,)` from a `sample_weight` and a Keras mask, or
+    `None` when neither is given."""
+    weights = None
+    for w in (sample_weight, mask):
+        if w is None:
+            continue
+        w = ops.cast(ops.convert_to_tensor(w), dtype)
+        if len(w.shape) == 0:
+            w = ops.broadcast_to(w, (batch_size,))
+        w = ops.reshape(w, (batch_size, -1))
+        if w.shape[-1] != 1:
+            raise ValueError(
+                "Batch-level losses take one weight per sample: `sample_weight` (and any "
+                f"mask) must have shape (batch_size,) or (batch_size, 1). Received shape "
+                f"{tuple(ops.shape(w))}"
+            )
+        w = ops.reshape(w, (batch_size,))
+        weights = w if weights is None else weights * w
+    return weights

@@ -1,0 +1,347 @@
+"""Robust regression losses: quantile (pinball), Charbonnier, Tukey's biweight
+and Barron's general adaptive loss.
+
+Each function returns the mean over the last axis, as
+`keras.losses.mean_squared_error` does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence, Union
+
+import keras
+from keras import ops
+
+from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs, to_float_list
+
+Tensor = Any
+Quantiles = Union[float, Sequence[float]]
+
+
+def _register(cls):
+    return keras.saving.register_keras_serializable(package="keras_lossplus")(cls)
+
+
+def _check_quantiles(quantiles: Any) -> Union[float, list]:
+    if isinstance(quantiles, (list, tuple)) or hasattr(quantiles, "__array__"):
+        values = to_float_list("quantiles", quantiles)
+        for q in values:
+            check_number("quantiles", q, low=0.0, high=1.0, low_open=True, high_open=True)
+        return values
+    return check_number("quantiles", quantiles, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> Tensor:
+    r"""Pinball (quantile) loss, averaged over the last axis.
+
+    $$\rho_\tau(u) = \max(\tau u, (\tau - 1) u), \quad u = y - \hat y$$
+
+    With one quantile this is tensorflow-addons' `pinball_loss(tau=...)`.
+    With a list of `Q` quantiles, the last axis of `y_pred` holds one column
+    per quantile (in the given order) and `y_true` has one column (or none)
+    that is compared with every column: the loss is the mean over the
+    quantiles, and the model learns a whole predictive interval at once.
+
+    Args:
+        y_true: Targets; for a list of quantiles, shape `(..., 1)` or `(...)`.
+        y_pred: Predictions; for a list of quantiles, shape `(..., Q)`.
+        quantiles: One quantile or a list, each in `(0, 1)`.
+
+    Returns:
+        The loss per sample, `y_pred.shape[:-1]`.
+
+    Reference:
+        Koenker & Bassett, "Regression Quantiles", Econometrica 1978.
+
+    Example:
+    >>> y_true = [[1.0], [2.0]]
+    >>> y_pred = [[0.5, 1.0, 1.5], [2.5, 3.0, 3.5]]
+    >>> keras.ops.convert_to_numpy(pinball_loss(y_true, y_pred, quantiles=[0.1, 0.5, 0.9])).round(4).tolist()
+    [0.1, 0.6]
+    """
+    quantiles = _check_quantiles(quantiles)
+    y_true, y_pred = prepare_inputs(y_true, y_pred)
+    if isinstance(quantiles, list):
+        num = len(quantiles)
+        if y_pred.shape[-1] != num:
+            raise ValueError(
+                f"`y_pred` must have one column per quantile on its last axis ({num} for "
+                f"quantiles={quantiles}). Received y_pred.shape={tuple(y_pred.shape)}"
+            )
+        if len(y_true.shape) == len(y_pred.shape) - 1:
+            y_true = ops.expand_dims(y_true, -1)
+        tau = ops.convert_to_tensor(quantiles, dtype=y_pred.dtype)
+    else:
+        tau = quantiles
+        if len(y_true.shape) == len(y_pred.shape) + 1 and y_true.shape[-1] == 1:
+            y_true = ops.squeeze(y_true, -1)
+        elif len(y_pred.shape) == len(y_true.shape) + 1 and y_pred.shape[-1] == 1:
+            y_pred = ops.squeeze(y_pred, -1)
+    delta = y_true - y_pred
+    return ops.mean(ops.maximum(tau * delta, (tau - 1.0) * delta), axis=-1)
+
+
+@_register
+class PinballLoss(LossPlus):
+    """Pinball (quantile) loss for one quantile or several at once.
+
+    See `pinball_loss`. `PinballLoss(quantiles=0.5)` is half the mean
+    absolute error; `PinballLoss(quantiles=[0.1, 0.5, 0.9])` trains a model
+    with three outputs to predict the 10%, 50% and 90% quantiles.
+
+    Args:
+        quantiles: One quantile or a list, each in `(0, 1)`.
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Koenker & Bassett, "Regression Quantiles", Econometrica 1978;
+        tensorflow-addons `tfa.losses.PinballLoss`.
+
+    Example:
+    >>> loss = PinballLoss(quantiles=[0.1, 0.5, 0.9])
+    >>> round(float(loss([[1.0], [2.0]], [[0.5, 1.0, 1.5], [2.5, 3.0, 3.5]])), 4)
+    0.35
+    """
+
+    fn = staticmethod(pinball_loss)
+
+    def __init__(
+        self,
+        quantiles: Quantiles = 0.5,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "pinball_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction=reduction, name=name, dtype=dtype, quantiles=_check_quantiles(quantiles))
+
+
+def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> Tensor:
+    r"""Charbonnier loss (a smooth L1), averaged over the last axis.
+
+    $$\ell = \operatorname{mean}\sqrt{(y - \hat y)^2 + \epsilon^2}$$
+
+    Args:
+        y_true: Targets.
+        y_pred: Predictions.
+        epsilon: Smoothing scale, `> 0`; the loss is quadratic for errors
+            well below `epsilon` and linear above.
+
+    Returns:
+        The loss per sample, `y_pred.shape[:-1]`.
+
+    Reference:
+        Charbonnier et al., "Two deterministic half-quadratic regularization
+        algorithms for computed imaging", ICIP 1994; Lai et al., "Deep
+        Laplacian Pyramid Networks", CVPR 2017.
+
+    Example:
+    >>> keras.ops.convert_to_numpy(charbonnier_loss([[0.0, 3.0]], [[0.0, 0.0]], epsilon=4.0)).tolist()
+    [4.5]
+    """
+    epsilon = check_number("epsilon", epsilon, low=0.0, low_open=True)
+    y_true, y_pred = prepare_inputs(y_true, y_pred)
+    return ops.mean(ops.sqrt(ops.square(y_true - y_pred) + epsilon * epsilon), axis=-1)
+
+
+@_register
+class CharbonnierLoss(LossPlus):
+    """Charbonnier loss `sqrt((y - y_hat)^2 + epsilon^2)`, a differentiable L1.
+
+    See `charbonnier_loss`.
+
+    Args:
+        epsilon: Smoothing scale, `> 0`.
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Charbonnier et al., ICIP 1994; Lai et al., CVPR 2017.
+
+    Example:
+    >>> loss = CharbonnierLoss(epsilon=4.0)
+    >>> float(loss([[0.0, 3.0]], [[0.0, 0.0]]))
+    4.5
+    """
+
+    fn = staticmethod(charbonnier_loss)
+
+    def __init__(
+        self,
+        epsilon: float = 1e-3,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "charbonnier_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction=reduction, name=name, dtype=dtype,
+            epsilon=check_number("epsilon", epsilon, low=0.0, low_open=True),
+        )
+
+
+def tukey_biweight_loss(y_true: Tensor, y_pred: Tensor, c: float = 4.685) -> Tensor:
+    r"""Tukey's biweight (bisquare) loss, averaged over the last axis.
+
+    $$\rho(r) = \frac{c^2}{6}\Bigl(1 - \bigl(1 - (r/c)^2\bigr)^3\Bigr)
+      \text{ for } |r| \le c, \qquad \frac{c^2}{6} \text{ otherwise}$$
+
+    Residuals beyond `c` contribute a constant (zero gradient): outliers are
+    ignored. `c = 4.685` gives 95% efficiency for Gaussian noise of unit
+    scale; scale your targets (or `c`) to the noise level.
+
+    Args:
+        y_true: Targets.
+        y_pred: Predictions.
+        c: Tuning constant, `> 0`.
+
+    Returns:
+        The loss per sample, `y_pred.shape[:-1]`.
+
+    Reference:
+        Beaton & Tukey, "The Fitting of Power Series, Meaning Polynomials,
+        Illustrated on Band-Spectroscopic Data", Technometrics 1974;
+        Belagiannis et al., "Robust Optimization for Deep Regression",
+        ICCV 2015.
+
+    Example:
+    >>> keras.ops.convert_to_numpy(tukey_biweight_loss([[0.0, 0.0]], [[1.0, 10.0]], c=2.0)).round(4).tolist()
+    [0.4349]
+    """
+    c = check_number("c", c, low=0.0, low_open=True)
+    y_true, y_pred = prepare_inputs(y_true, y_pred)
+    u = ops.minimum(ops.square((y_true - y_pred) / c), 1.0)
+    one_minus = 1.0 - u
+    return ops.mean((c * c / 6.0) * (1.0 - one_minus * one_minus * one_minus), axis=-1)
+
+
+@_register
+class TukeyBiweightLoss(LossPlus):
+    """Tukey's biweight loss: quadratic-like for small residuals, constant
+    (zero gradient) beyond `c`, so gross outliers stop pulling the fit.
+
+    See `tukey_biweight_loss`.
+
+    Args:
+        c: Tuning constant, `> 0` (4.685 for unit-scale Gaussian noise).
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Beaton & Tukey, Technometrics 1974; Belagiannis et al., ICCV 2015.
+
+    Example:
+    >>> loss = TukeyBiweightLoss(c=2.0)
+    >>> round(float(loss([[0.0, 0.0]], [[1.0, 10.0]])), 4)
+    0.4349
+    """
+
+    fn = staticmethod(tukey_biweight_loss)
+
+    def __init__(
+        self,
+        c: float = 4.685,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "tukey_biweight_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction=reduction, name=name, dtype=dtype, c=check_number("c", c, low=0.0, low_open=True)
+        )
+
+
+def _check_alpha(alpha: Any) -> float:
+    alpha = check_number("alpha", alpha, allow_inf=True)
+    if alpha == math.inf:
+        raise ValueError(
+            "Argument `alpha` must be a finite number or -inf (+inf gives exp(x^2/2) - 1, which "
+            f"overflows). Received: alpha={alpha!r}"
+        )
+    return alpha
+
+
+def general_adaptive_loss(
+    y_true: Tensor, y_pred: Tensor, alpha: float = 1.0, scale: float = 1.0
+) -> Tensor:
+    r"""Barron's general and adaptive robust loss, averaged over the last axis.
+
+    With `x = (y - y_hat) / scale`:
+
+    $$\rho(x, \alpha) = \frac{|\alpha - 2|}{\alpha}\left(\Bigl(\frac{x^2}
+      {|\alpha - 2|} + 1\Bigr)^{\alpha / 2} - 1\right)$$
+
+    and its limits: `alpha = 2` is `x^2 / 2` (L2), `alpha = 0` is
+    `log(x^2 / 2 + 1)` (Cauchy), `alpha = -inf` is `1 - exp(-x^2 / 2)`
+    (Welsch); `alpha = 1` is the pseudo-Huber / Charbonnier loss and
+    `alpha = -2` Geman-McClure. The general case is evaluated as
+    `|a - 2| / a * expm1(a / 2 * log1p(x^2 / |a - 2|))`, which stays accurate
+    for `alpha` close to 0 and 2; the limits are used exactly at 0, 2 and
+    -inf. No value of `alpha` gives NaN.
+
+    Args:
+        y_true: Targets.
+        y_pred: Predictions.
+        alpha: Shape parameter: any finite number, or `-inf`.
+        scale: Scale `c > 0` of the quadratic bowl near 0.
+
+    Returns:
+        The loss per sample, `y_pred.shape[:-1]`.
+
+    Reference:
+        Barron, "A General and Adaptive Robust Loss Function", CVPR 2019,
+        https://arxiv.org/abs/1701.03077
+
+    Example:
+    >>> keras.ops.convert_to_numpy(general_adaptive_loss([[0.0, 0.0]], [[1.0, 2.0]], alpha=2.0)).tolist()
+    [1.25]
+    """
+    alpha = _check_alpha(alpha)
+    scale = check_number("scale", scale, low=0.0, low_open=True)
+    y_true, y_pred = prepare_inputs(y_true, y_pred)
+    sq = ops.square((y_true - y_pred) / scale)
+    if alpha == 2.0:
+        loss = 0.5 * sq
+    elif alpha == 0.0:
+        loss = ops.log1p(0.5 * sq)
+    elif alpha == -math.inf:
+        loss = -ops.expm1(-0.5 * sq)
+    else:
+        b = abs(alpha - 2.0)
+        loss = (b / alpha) * ops.expm1((alpha / 2.0) * ops.log1p(sq / b))
+    return ops.mean(loss, axis=-1)
+
+
+@_register
+class GeneralAdaptiveLoss(LossPlus):
+    """Barron's general robust loss: one `alpha` moves between L2 (2),
+    pseudo-Huber (1), Cauchy (0), Geman-McClure (-2) and Welsch (-inf).
+
+    See `general_adaptive_loss`. Here `alpha` and `scale` are fixed
+    hyperparameters.
+
+    Args:
+        alpha: Shape parameter: any finite number or `-inf`.
+        scale: Scale `> 0`.
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Barron, "A General and Adaptive Robust Loss Function", CVPR 2019,
+        https://arxiv.org/abs/1701.03077
+
+    Example:
+    >>> loss = GeneralAdaptiveLoss(alpha=0.0, scale=1.0)
+    >>> round(float(loss([[0.0]], [[2.0]])), 4)
+    1.0986
+    """
+
+    fn = staticmethod(general_adaptive_loss)
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        scale: float = 1.0,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "general_adaptive_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction=reduction, name=name, dtype=dtype,
+            alpha=_check_alpha(alpha), scale=check_number("scale", scale, low=0.0, low_open=True),
+        )

@@ -1,0 +1,278 @@
+"""Backend-neutral numerics shared by every loss and layer.
+
+Everything here is built on `keras.ops`, so it runs (and compiles with XLA)
+on JAX, TensorFlow and PyTorch. Each helper is written so that its value *and*
+its gradient stay finite at the points where the textbook formula breaks:
+`sqrt` at 0, `x ** gamma` at 0 with `gamma < 1`, a max or log-sum-exp over an
+empty set.
+
+This module imports nothing else from `keras_lossplus`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import keras
+from keras import ops
+
+Tensor = Any
+
+DISTANCE_METRICS = ("euclidean", "squared_euclidean", "cosine")
+_HALF_DTYPES = ("float16", "bfloat16")
+# Fill values for masked-out entries: the largest finite number of each dtype.
+_LARGEST_FINITE = {"float16": 6.5e4, "bfloat16": 3.0e38, "float32": 3.0e38, "float64": 1.0e308}
+
+
+def compute_dtype(dtype: Any) -> str:
+    """The dtype a loss computes in for inputs of `dtype`.
+
+    Half-precision inputs (`float16`, `bfloat16`, as produced under mixed
+    precision) are computed in `float32`; `float32` and `float64` are kept.
+
+    Example:
+    >>> compute_dtype("bfloat16")
+    'float32'
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float32" if dtype in _HALF_DTYPES else dtype
+
+
+def _where_safe(condition: Tensor, x: Tensor, fill: float) -> Tensor:
+    """`x` where `condition`, else `fill`: the input of a function whose value
+    or gradient would be undefined at the masked-out entries."""
+    return ops.where(condition, x, ops.cast(fill, x.dtype))
+
+
+def safe_sqrt(x: Tensor) -> Tensor:
+    """`sqrt(x)` for `x >= 0` whose gradient is 0 (not infinite) at `x == 0`.
+
+    Example:
+    >>> float(safe_sqrt(keras.ops.convert_to_tensor(4.0)))
+    2.0
+    """
+    x = ops.convert_to_tensor(x)
+    positive = x > 0
+    return ops.where(positive, ops.sqrt(_where_safe(positive, x, 1.0)), ops.zeros_like(x))
+
+
+def safe_norm(x: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """Euclidean norm along `axis` with a finite gradient (0) at the zero vector.
+
+    `keras.ops.norm` has an undefined gradient at 0 (NaN on every backend);
+    this one returns the subgradient 0 there.
+
+    Example:
+    >>> float(safe_norm(keras.ops.convert_to_tensor([3.0, 4.0])))
+    5.0
+    """
+    x = ops.convert_to_tensor(x)
+    return safe_sqrt(ops.sum(ops.square(x), axis=axis, keepdims=keepdims))
+
+
+def safe_pow(x: Tensor, exponent: float) -> Tensor:
+    """`x ** exponent` for `x >= 0` whose gradient is finite at `x == 0`.
+
+    For `0 < exponent < 1` the true derivative at 0 is infinite, and in a
+    product such as the focal factor `(1 - p_t) ** gamma * ce` with `ce == 0`
+    that becomes `inf * 0 = NaN`. Here the gradient at `x == 0` is 0.
+    Integer exponents use repeated multiplication (exact and cheapest).
+
+    Example:
+    >>> float(safe_pow(keras.ops.convert_to_tensor(9.0), 0.5))
+    3.0
+    """
+    x = ops.convert_to_tensor(x)
+    exponent = float(exponent)
+    if exponent == 0.0:
+        return ops.ones_like(x)
+    if exponent.is_integer() and 0 < exponent <= 4:
+        out = x
+        for _ in range(int(exponent) - 1):
+            out = out * x
+        return out
+    positive = x > 0
+    powered = ops.exp(exponent * ops.log(_where_safe(positive, x, 1.0)))
+    return ops.where(positive, powered, ops.zeros_like(x))
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in DISTANCE_METRICS:
+        raise ValueError(
+            f"Invalid value for argument `metric`. Expected one of {DISTANCE_METRICS}. "
+            f"Received: metric={metric!r}"
+        )
+
+
+def l2_normalize(x: Tensor, axis: int = -1, epsilon: float = 1e-12) -> Tensor:
+    """`x / max(||x||, epsilon)` along `axis`; the zero vector stays zero, with a
+    finite gradient.
+
+    Example:
+    >>> keras.ops.convert_to_numpy(l2_normalize(keras.ops.convert_to_tensor([3.0, 4.0]))).tolist()
+    [0.6000000238418579, 0.800000011920929]
+    """
+    x = ops.convert_to_tensor(x)
+    return x / ops.maximum(safe_norm(x, axis=axis, keepdims=True), epsilon)
+
+
+def pairwise_distances(
+    x: Tensor, y: Optional[Tensor] = None, metric: str = "euclidean"
+) -> Tensor:
+    """Distances between the rows of `x` (N, D) and the rows of `y` (M, D).
+
+    Args:
+        x: Embeddings of shape `(N, D)`.
+        y: Embeddings of shape `(M, D)`; defaults to `x` (then the diagonal is
+            exactly 0).
+        metric: `"euclidean"`, `"squared_euclidean"` or `"cosine"`
+            (`1 - cosine similarity`; a zero vector is at distance 1 of all).
+
+    Returns:
+        An `(N, M)` matrix. The work is one `(N, D) x (D, M)` matmul, never an
+        `(N, M, D)` difference tensor. The gradient is finite everywhere,
+        including between identical points, where the Euclidean distance's
+        subgradient 0 is used.
+
+    Example:
+    >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [3.0, 4.0]])
+    >>> keras.ops.convert_to_numpy(pairwise_distances(x)).tolist()
+    [[0.0, 5.0], [5.0, 0.0]]
+    """
+    _check_metric(metric)
+    x = ops.convert_to_tensor(x)
+    same = y is None
+    y = x if same else ops.convert_to_tensor(y, dtype=x.dtype)
+    if len(x.shape) != 2 or len(y.shape) != 2:
+        raise ValueError(
+            "`pairwise_distances` expects 2-D embeddings (N, D) and (M, D). "
+            f"Received: x.shape={tuple(x.shape)}, y.shape={tuple(y.shape)}"
+        )
+    if metric == "cosine":
+        sim = ops.matmul(l2_normalize(x), ops.transpose(l2_normalize(y)))
+        dist = 1.0 - sim
+        if same:
+            dist = _zero_diagonal(dist)
+        return ops.maximum(dist, 0.0)
+    sq_x = ops.sum(ops.square(x), axis=1, keepdims=True)
+    sq_y = ops.sum(ops.square(y), axis=1, keepdims=True)
+    sq = sq_x + ops.transpose(sq_y) - 2.0 * ops.matmul(x, ops.transpose(y))
+    sq = ops.maximum(sq, 0.0)
+    if same:
+        sq = _zero_diagonal(sq)
+    if metric == "squared_euclidean":
+        return sq
+    return safe_sqrt(sq)
+
+
+def _zero_diagonal(m: Tensor) -> Tensor:
+    n = ops.shape(m)[0]
+    return ops.where(ops.eye(n, dtype="bool"), ops.zeros_like(m), m)
+
+
+def same_label_mask(labels: Tensor, labels_b: Optional[Tensor] = None) -> Tensor:
+    """Boolean `(N, M)` mask of pairs with equal labels.
+
+    With one argument the pairs are within `labels` and the diagonal (a sample
+    paired with itself) is excluded. Labels may be integers or floats, of shape
+    `(N,)` or `(N, 1)`.
+
+    Example:
+    >>> labels = keras.ops.convert_to_tensor([0, 0, 1])
+    >>> keras.ops.convert_to_numpy(same_label_mask(labels)).astype(int).tolist()
+    [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
+    """
+    a = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+    b = a if labels_b is None else ops.reshape(ops.convert_to_tensor(labels_b), (-1,))
+    mask = ops.equal(ops.expand_dims(a, 1), ops.expand_dims(b, 0))
+    if labels_b is None:
+        mask = ops.logical_and(mask, ops.logical_not(ops.eye(ops.shape(a)[0], dtype="bool")))
+    return mask
+
+
+def different_label_mask(labels: Tensor, labels_b: Optional[Tensor] = None) -> Tensor:
+    """Boolean `(N, M)` mask of pairs with different labels (so never the diagonal).
+
+    Example:
+    >>> labels = keras.ops.convert_to_tensor([0, 0, 1])
+    >>> keras.ops.convert_to_numpy(different_label_mask(labels)).astype(int).tolist()
+    [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
+    """
+    a = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+    b = a if labels_b is None else ops.reshape(ops.convert_to_tensor(labels_b), (-1,))
+    return ops.not_equal(ops.expand_dims(a, 1), ops.expand_dims(b, 0))
+
+
+def _masked_extreme(x: Tensor, mask: Tensor, axis: int, keepdims: bool, largest: bool) -> Tensor:
+    x = ops.convert_to_tensor(x)
+    mask = ops.cast(mask, "bool")
+    big = _LARGEST_FINITE.get(keras.backend.standardize_dtype(x.dtype), 3.0e38)
+    fill = -big if largest else big
+    filled = _where_safe(mask, x, fill)
+    reduced = ops.max(filled, axis=axis, keepdims=keepdims) if largest else ops.min(
+        filled, axis=axis, keepdims=keepdims
+    )
+    any_valid = ops.any(mask, axis=axis, keepdims=keepdims)
+    return ops.where(any_valid, reduced, ops.zeros_like(reduced))
+
+
+def masked_max(x: Tensor, mask: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """Max of `x` over the entries where `mask` is true; 0 (with gradient 0)
+    where no entry is valid.
+
+    Example:
+    >>> x = keras.ops.convert_to_tensor([[1.0, 5.0], [2.0, 3.0]])
+    >>> m = keras.ops.convert_to_tensor([[True, False], [False, False]])
+    >>> keras.ops.convert_to_numpy(masked_max(x, m)).tolist()
+    [1.0, 0.0]
+    """
+    return _masked_extreme(x, mask, axis, keepdims, largest=True)
+
+
+def masked_min(x: Tensor, mask: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """Min of `x` over the entries where `mask` is true; 0 (with gradient 0)
+    where no entry is valid.
+
+    Example:
+    >>> x = keras.ops.convert_to_tensor([[1.0, 5.0], [2.0, 3.0]])
+    >>> m = keras.ops.convert_to_tensor([[False, True], [False, False]])
+    >>> keras.ops.convert_to_numpy(masked_min(x, m)).tolist()
+    [5.0, 0.0]
+    """
+    return _masked_extreme(x, mask, axis, keepdims, largest=False)
+
+
+def masked_logsumexp(x: Tensor, mask: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """`log(sum(exp(x)))` over the entries where `mask` is true, computed
+    stably; 0 (with gradient 0) where no entry is valid, instead of `-inf`.
+
+    Example:
+    >>> x = keras.ops.convert_to_tensor([[0.0, 0.0, 9.0]])
+    >>> m = keras.ops.convert_to_tensor([[True, True, False]])
+    >>> round(float(masked_logsumexp(x, m)[0]), 4)
+    0.6931
+    """
+    x = ops.convert_to_tensor(x)
+    mask = ops.cast(mask, "bool")
+    shift = ops.stop_gradient(masked_max(x, mask, axis=axis, keepdims=True))
+    exps = ops.where(mask, ops.exp(_where_safe(mask, x - shift, 0.0)), ops.zeros_like(x))
+    total = ops.sum(exps, axis=axis, keepdims=True)
+    any_valid = ops.any(mask, axis=axis, keepdims=True)
+    out = ops.where(any_valid, ops.log(_where_safe(any_valid, total, 1.0)) + shift, ops.zeros_like(total))
+    return out if keepdims else ops.squeeze(out, axis=axis)
+
+
+def masked_mean(x: Tensor, mask: Tensor, axis: Optional[int] = None, keepdims: bool = False) -> Tensor:
+    """Mean of `x` over the entries where `mask` is true (or weighted by a float
+    `mask`); 0 where the mask is empty, never `0 / 0`.
+
+    Example:
+    >>> x = keras.ops.convert_to_tensor([1.0, 2.0, 6.0])
+    >>> float(masked_mean(x, keras.ops.convert_to_tensor([True, False, True])))
+    3.5
+    """
+    x = ops.convert_to_tensor(x)
+    weights = ops.cast(mask, x.dtype)
+    total = ops.sum(x * weights, axis=axis, keepdims=keepdims)
+    count = ops.sum(weights, axis=axis, keepdims=keepdims)
+    return ops.divide_no_nan(total, count)
