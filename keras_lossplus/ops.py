@@ -21,6 +21,8 @@ Tensor = Any
 DISTANCE_METRICS = ("euclidean", "squared_euclidean", "cosine")
 _HALF_DTYPES = ("float16", "bfloat16")
 # Fill values for masked-out entries: the largest finite number of each dtype.
+_MACHINE_EPS = {"float16": 9.8e-4, "bfloat16": 7.9e-3, "float32": 1.2e-7, "float64": 2.3e-16}
+_CANCELLATION_ULPS = 8.0
 _LARGEST_FINITE = {"float16": 6.5e4, "bfloat16": 3.0e38, "float32": 3.0e38, "float64": 1.0e308}
 
 
@@ -130,9 +132,11 @@ def pairwise_distances(
 
     Returns:
         An `(N, M)` matrix. The work is one `(N, D) x (D, M)` matmul, never an
-        `(N, M, D)` difference tensor. The gradient is finite everywhere,
-        including between identical points, where the Euclidean distance's
-        subgradient 0 is used.
+        `(N, M, D)` difference tensor. Squared distances below the expansion's
+        rounding error (`8 * machine epsilon * (|x|^2 + |y|^2)`) are exactly 0,
+        so identical points are at distance 0. The gradient is finite
+        everywhere, including between identical points, where the Euclidean
+        distance's subgradient 0 is used.
 
     Example:
     >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [3.0, 4.0]])
@@ -156,8 +160,13 @@ def pairwise_distances(
         return ops.maximum(dist, 0.0)
     sq_x = ops.sum(ops.square(x), axis=1, keepdims=True)
     sq_y = ops.sum(ops.square(y), axis=1, keepdims=True)
-    sq = sq_x + ops.transpose(sq_y) - 2.0 * ops.matmul(x, ops.transpose(y))
-    sq = ops.maximum(sq, 0.0)
+    scale = sq_x + ops.transpose(sq_y)
+    sq = scale - 2.0 * ops.matmul(x, ops.transpose(y))
+    # The expansion loses ~ eps * (|x|^2 + |y|^2) to cancellation: below that
+    # the distance is not resolved, so it is set to exactly 0 (identical points
+    # then get distance 0 and gradient 0, not sqrt(roundoff)).
+    tolerance = _CANCELLATION_ULPS * _MACHINE_EPS.get(keras.backend.standardize_dtype(x.dtype), 1.2e-7)
+    sq = ops.where(sq <= tolerance * scale, ops.zeros_like(sq), sq)
     if same:
         sq = _zero_diagonal(sq)
     if metric == "squared_euclidean":

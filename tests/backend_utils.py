@@ -30,13 +30,15 @@ def value_and_grad(f: Callable, x: np.ndarray):
             tape.watch(var)
             value = f(var)
         grad = tape.gradient(value, var)
+        grad = tf.zeros_like(var) if grad is None else grad
     elif BACKEND == "torch":
         import torch
 
         var = torch.tensor(np.asarray(x), requires_grad=True)
         value = f(var)
-        value.backward()
-        grad = var.grad
+        if value.requires_grad:
+            value.backward()
+        grad = torch.zeros_like(var) if var.grad is None else var.grad
         value = value.detach()
     else:  # pragma: no cover
         raise NotImplementedError(BACKEND)

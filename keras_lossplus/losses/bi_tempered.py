@@ -60,11 +60,34 @@ def _normalization_value(activations: Tensor, t: float, num_iters: int) -> Tenso
     return (upper + lower) / 2.0 + mu
 
 
+def _shifted_activations(activations: Tensor, t: float, num_iters: int) -> Tensor:
+    """`a - lambda(a)`, whose value uses the iterated normaliser and whose
+    gradient through `lambda` is the exact implicit one: `d lambda / d a` is
+    the escort distribution `p**t / sum(p**t)`, carried by a term whose value
+    is 0."""
+    value = ops.stop_gradient(_normalization_value(activations, t, num_iters))
+    probs = ops.stop_gradient(_exp_t(activations - value, t))
+    escort = safe_pow(probs, t)
+    escort = escort / ops.sum(escort, axis=-1, keepdims=True)
+    moving = ops.sum(escort * (activations - ops.stop_gradient(activations)), axis=-1, keepdims=True)
+    return activations - (value + moving)
+
+
+def _log_exp_t(u: Tensor, t: float) -> Tensor:
+    """`log(exp_t(u, t))` without forming `exp_t` (exact for very negative
+    `u`); clamped to `log(1e-30)` where `exp_t` is 0 (`t < 1`)."""
+    if t == 1.0:
+        return u
+    base = ops.maximum(1.0 + (1.0 - t) * u, 1e-30 ** (1.0 - t))
+    return ops.log(base) / (1.0 - t)
+
+
 def tempered_softmax(activations: Tensor, t: float = 1.0, num_iters: int = 5) -> Tensor:
     """Tempered softmax `exp_t(a - lambda(a), t)` over the last axis.
 
-    `t = 1` is the softmax; `t > 1` has heavier tails. The gradient through
-    the normaliser is the exact implicit one.
+    `t = 1` is the softmax; `t > 1` has heavier tails; `t < 1` has finite
+    support. The gradient through the normaliser `lambda` is the exact
+    implicit one.
 
     Reference:
         Amid et al., "Robust Bi-Tempered Logistic Loss Based on Bregman
@@ -76,14 +99,7 @@ def tempered_softmax(activations: Tensor, t: float = 1.0, num_iters: int = 5) ->
     1.0
     """
     activations = ops.convert_to_tensor(activations)
-    value = ops.stop_gradient(_normalization_value(activations, t, num_iters))
-    # d lambda / d a is the escort distribution p**t / sum(p**t): add a term
-    # whose value is 0 and whose gradient is exactly that.
-    probs = ops.stop_gradient(_exp_t(activations - value, t))
-    escort = safe_pow(probs, t)
-    escort = escort / ops.sum(escort, axis=-1, keepdims=True)
-    moving = ops.sum(escort * (activations - ops.stop_gradient(activations)), axis=-1, keepdims=True)
-    return _exp_t(activations - (value + moving), t)
+    return _exp_t(_shifted_activations(activations, t, num_iters), t)
 
 
 def _check_bi_tempered(t1: Any, t2: Any, label_smoothing: Any, num_iters: Any) -> dict:
@@ -150,10 +166,10 @@ def bi_tempered_logistic_loss(
         y_true = (1.0 - num_classes / (num_classes - 1.0) * label_smoothing) * y_true + (
             label_smoothing / (num_classes - 1.0)
         )
-    probs = tempered_softmax(y_pred, t2, opts["num_iters"])
+    shifted = _shifted_activations(y_pred, t2, opts["num_iters"])
+    probs = _exp_t(shifted, t2)
     if t1 == 1.0:
-        # log(p) underflows only where exp_t has finite support (t2 < 1).
-        log_probs = ops.log(ops.maximum(probs, 1e-30))
+        log_probs = _log_exp_t(shifted, t2)
         log_labels = ops.log(y_true + 1e-10)
     else:
         log_probs = _log_t(probs, t1)

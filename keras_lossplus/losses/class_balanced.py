@@ -48,6 +48,19 @@ def _check_counts(samples_per_class: Any) -> np.ndarray:
     return counts
 
 
+def _check_base_loss(base_loss: Any) -> None:
+    if isinstance(base_loss, BatchLoss):
+        raise ValueError(
+            "Argument `base_loss` must be a per-sample loss; batch-level losses such as "
+            f"{type(base_loss).__name__} have no per-sample values to weight."
+        )
+    if not callable(base_loss):
+        raise TypeError(
+            "Argument `base_loss` must be a per-sample loss function or `keras.losses.Loss`. "
+            f"Received: base_loss={base_loss!r}"
+        )
+
+
 def _sample_weights(y_true: Tensor, class_weights: Tensor) -> Tensor:
     """One weight per sample from its label(s): the weight of its class for
     sparse or binary labels, `sum_c y_c w_c` for one-hot or soft labels."""
@@ -105,6 +118,7 @@ def class_balanced_loss(
     [0.4948, 0.0409]
     """
     weights = class_balanced_weights(samples_per_class, beta)
+    _check_base_loss(base_loss)
     fn = base_loss.call if isinstance(base_loss, keras.losses.Loss) else base_loss
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     values = fn(y_true, y_pred)
@@ -151,11 +165,12 @@ class ClassBalancedLoss(LossPlus):
     ) -> None:
         if isinstance(base_loss, dict):
             base_loss = keras.saving.deserialize_keras_object(base_loss)
-        if not isinstance(base_loss, keras.losses.Loss) or isinstance(base_loss, BatchLoss):
+        if not isinstance(base_loss, keras.losses.Loss):
             raise ValueError(
                 "Argument `base_loss` must be a per-sample `keras.losses.Loss` instance such as "
                 f"`FocalLoss()`. Received: base_loss={base_loss!r}"
             )
+        _check_base_loss(base_loss)
         counts = [float(c) for c in _check_counts(samples_per_class)]
         beta = check_number("beta", beta, low=0.0, high=1.0, high_open=True)
         super().__init__(reduction=reduction, name=name, dtype=dtype, samples_per_class=counts, beta=beta)

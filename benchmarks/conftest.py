@@ -1,0 +1,55 @@
+"""Shared set-up of the benchmark suites: quiet TensorFlow, the backend and
+library versions in the header, and the benchmark inputs (built once per
+session, outside any timing)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import importlib.metadata as metadata  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+LIBRARIES = ("keras", "jax", "tensorflow", "torch", "optax", "numpy")
+
+
+def library_versions() -> dict:
+    """Installed versions of the libraries the benchmarks compare."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the backend and the library versions in the JSON output."""
+    machine_info.update(keras_backend=keras.backend.backend(), libraries=library_versions())
+
+
+def pytest_report_header(config):
+    versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
+    return f"backend: {keras.backend.backend()}; {versions}"
+
+
+@pytest.fixture(scope="session")
+def binary_batch():
+    """Logits (4096, 1000) float32 and random 0/1 labels of the same shape."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=2.0, size=(4096, 1000)).astype("float32")
+    labels = rng.integers(0, 2, size=logits.shape).astype("float32")
+    return labels, logits
+
+
+@pytest.fixture(scope="session")
+def one_hot_batch():
+    """Logits (4096, 1000) float32 and one-hot labels over the 1000 classes."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=2.0, size=(4096, 1000)).astype("float32")
+    labels = np.eye(1000, dtype="float32")[rng.integers(0, 1000, size=4096)]
+    return labels, logits

@@ -1,0 +1,118 @@
+"""Backend-neutral timing of a loss's forward + backward pass.
+
+`value_and_grad_step(loss_fn, y_true, y_pred)` returns a zero-argument
+callable that computes the loss and its gradient with respect to `y_pred` on
+the backend that `KERAS_BACKEND` selects, and returns only once both are
+computed:
+
+* JAX: `jax.jit(jax.value_and_grad(...))`, then `jax.block_until_ready`.
+* TensorFlow: a `GradientTape` inside `tf.function(jit_compile=True)`, then
+  `.numpy()` on the outputs (a zero-copy view on CPU, which waits for them).
+* torch: plain eager autograd (`torch.autograd.grad`); torch has no XLA.
+
+The callable is compiled and run once (the warm-up) before it is returned, so
+the first timed call measures the compiled program, not the tracing.
+
+`loss_fn(y_true, y_pred)` must return a scalar: a `keras.losses.Loss`
+instance, a function on `keras.ops`, or a peer's function on the backend's
+own arrays (optax on JAX).
+
+Peak memory is not measured: these losses are element-wise passes over
+inputs whose size is known, `tracemalloc` does not see XLA's buffers, and
+only JAX reports a compiled program's temporaries; `xla_temp_bytes` gives
+that one where it is available.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+
+BACKEND = keras.backend.backend()
+XLA_BACKENDS = ("jax", "tensorflow")
+
+
+def to_backend(x: np.ndarray) -> Any:
+    """A tensor of the current backend holding `x` (created outside the timing)."""
+    return keras.ops.convert_to_tensor(x)
+
+
+def _jax_step(loss_fn: Callable, y_true: Any, y_pred: Any) -> tuple:
+    import jax
+
+    compiled = jax.jit(jax.value_and_grad(loss_fn, argnums=1))
+
+    def step():
+        return jax.block_until_ready(compiled(y_true, y_pred))
+
+    return step, compiled
+
+
+def _tf_step(loss_fn: Callable, y_true: Any, y_pred: Any) -> tuple:
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def compiled(y_true, y_pred):
+        with tf.GradientTape() as tape:
+            tape.watch(y_pred)
+            value = loss_fn(y_true, y_pred)
+        return value, tape.gradient(value, y_pred)
+
+    def step():
+        value, grad = compiled(y_true, y_pred)
+        return value.numpy(), grad.numpy()
+
+    return step, compiled
+
+
+def _torch_step(loss_fn: Callable, y_true: Any, y_pred: Any) -> tuple:
+    import torch
+
+    leaf = y_pred.detach().requires_grad_(True)
+
+    def step():
+        value = loss_fn(y_true, leaf)
+        (grad,) = torch.autograd.grad(value, leaf)
+        return value.detach(), grad
+
+    return step, None
+
+
+_STEPS = {"jax": _jax_step, "tensorflow": _tf_step, "torch": _torch_step}
+
+
+def value_and_grad_step(loss_fn: Callable, y_true: Any, y_pred: Any, warmup: int = 2) -> Callable:
+    """A blocking, compiled `() -> (loss, d loss / d y_pred)`, already warmed up.
+
+    Args:
+        loss_fn: `(y_true, y_pred) -> scalar` on the current backend.
+        y_true, y_pred: Backend tensors (see `to_backend`).
+        warmup: Calls made before returning; the first one compiles.
+    """
+    if BACKEND not in _STEPS:  # pragma: no cover
+        raise NotImplementedError(f"no benchmark harness for the {BACKEND} backend")
+    step, _ = _STEPS[BACKEND](loss_fn, y_true, y_pred)
+    for _ in range(warmup):
+        step()
+    return step
+
+
+def xla_temp_bytes(loss_fn: Callable, y_true: Any, y_pred: Any) -> Optional[int]:
+    """Bytes of temporaries in the compiled forward + backward program (JAX
+    only, where XLA reports it; `None` elsewhere)."""
+    if BACKEND != "jax":
+        return None
+    _, compiled = _jax_step(loss_fn, y_true, y_pred)
+    try:
+        analysis = compiled.lower(y_true, y_pred).compile().memory_analysis()
+    except Exception:  # pragma: no cover - not every jaxlib reports it
+        return None
+    return None if analysis is None else int(analysis.temp_size_in_bytes)
+
+
+def as_numpy(result: tuple) -> tuple:
+    """A step's `(value, grad)` as `(float, numpy array)`, to check them."""
+    value, grad = (np.asarray(keras.ops.convert_to_numpy(x)) for x in result)
+    return float(value), grad
