@@ -16,7 +16,7 @@ from harness import BACKEND, as_numpy, to_backend, value_and_grad_step, xla_temp
 
 from keras_lossplus.losses import FocalLoss, PolyLoss
 
-ROUNDS = 30
+ROUNDS = 50
 GAMMA = 2.0
 EPSILON = 1.0
 

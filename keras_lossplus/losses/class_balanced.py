@@ -25,8 +25,8 @@ def class_balanced_weights(samples_per_class: Sequence[float], beta: float = 0.9
         Samples", CVPR 2019, https://arxiv.org/abs/1901.05555
 
     Example:
-    >>> class_balanced_weights([900, 100], beta=0.99).round(4).tolist()
-    [0.5, 1.5]
+    >>> print(class_balanced_weights([900, 100], beta=0.99).round(4))
+    [0.776 1.224]
     """
     counts = _check_counts(samples_per_class)
     beta = check_number("beta", beta, low=0.0, high=1.0, high_open=True)
@@ -114,8 +114,8 @@ def class_balanced_loss(
     Example:
     >>> from keras_lossplus.losses import focal_loss
     >>> values = class_balanced_loss([[1.0], [0.0]], [[0.4], [0.4]], focal_loss, [900, 100], beta=0.99)
-    >>> keras.ops.convert_to_numpy(values).round(4).tolist()
-    [0.4948, 0.0409]
+    >>> print(keras.ops.convert_to_numpy(values).round(4))
+    [0.4037 0.0634]
     """
     weights = class_balanced_weights(samples_per_class, beta)
     _check_base_loss(base_loss)
@@ -151,7 +151,7 @@ class ClassBalancedLoss(LossPlus):
     >>> from keras_lossplus.losses import FocalLoss
     >>> loss = ClassBalancedLoss(FocalLoss(gamma=2.0), samples_per_class=[900, 100], beta=0.99)
     >>> round(float(loss([[1.0], [0.0]], [[0.4], [0.4]])), 4)
-    0.2679
+    0.2336
     """
 
     def __init__(
