@@ -55,7 +55,7 @@ def focal_classifier() -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=klp.losses.FocalLoss(gamma=2.0, alpha=0.6, from_logits=True))
     print("Breast cancer, FocalLoss(gamma=2, alpha=0.6, from_logits=True):")
-    model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=30, batch_size=64,
+    model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=15, batch_size=64,
               verbose=0, callbacks=[PrintLoss(5)])
     pred = (model.predict(x_test, verbose=0) > 0).astype(int)
     print(f"  held-out accuracy {accuracy_score(y_test, pred):.3f}, F1 {f1_score(y_test, pred):.3f}\n")
@@ -66,10 +66,10 @@ def quantile_regressor() -> None:
     x_train, x_test, y_train, y_test = split(x, (y / y.std()).astype("float32")[:, None])
     quantiles = [0.1, 0.5, 0.9]
     model = mlp(x.shape[1], len(quantiles))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=klp.losses.PinballLoss(quantiles=quantiles))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=klp.losses.PinballLoss(quantiles=quantiles))
     print(f"Diabetes, PinballLoss(quantiles={quantiles}):")
-    model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=60, batch_size=64,
-              verbose=0, callbacks=[PrintLoss(10)])
+    model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=30, batch_size=32,
+              verbose=0, callbacks=[PrintLoss(5)])
     pred = model.predict(x_test, verbose=0)
     inside = np.mean((y_test[:, 0] >= pred[:, 0]) & (y_test[:, 0] <= pred[:, 2]))
     print(f"  held-out targets inside the predicted 10%-90% interval: {inside:.0%} (aim: 80%)")

@@ -215,6 +215,8 @@ def test_focal_from_logits_is_exact_where_keras_clips():
     x = np.array([[-30.0]], "float32")
     ours = float(to_numpy(L.focal_loss(y, x, gamma=0.0, from_logits=True))[0])
     np.testing.assert_allclose(ours, 30.0, rtol=1e-6)
+    keras_value = float(to_numpy(keras.losses.binary_focal_crossentropy(y, x, gamma=0.0, from_logits=True))[0])
+    np.testing.assert_allclose(keras_value, -np.log(1e-7), rtol=1e-4)
 
 
 def test_poly_with_zero_epsilon_is_categorical_crossentropy(rng):
