@@ -33,7 +33,6 @@ import keras
 import numpy as np
 
 BACKEND = keras.backend.backend()
-XLA_BACKENDS = ("jax", "tensorflow")
 
 
 def to_backend(x: np.ndarray) -> Any:

@@ -129,7 +129,8 @@ def _fit_model(case: LossCase, rng: np.random.Generator):
         loss=case.make(),
         jit_compile=BACKEND in XLA_BACKENDS,
     )
-    history = model.fit(x, y_true, batch_size=batch, epochs=3, verbose=0)
+    weights = _weights(rng, batch)
+    history = model.fit(x, y_true, sample_weight=weights, batch_size=batch // 2, epochs=3, verbose=0)
     return model, x, y_true, history.history["loss"]
 
 

@@ -171,9 +171,9 @@ class BatchLoss(LossPlus):
     """Base of the losses defined over a whole batch.
 
     `fn(y_true, y_pred, sample_weight=w, **options)` returns one scalar. The
-    weights `w` (shape `(B,)`) are the product of the caller's `sample_weight`
-    and of the Keras mask carried by `y_pred`, if any; each loss documents how
-    they enter its formula. Like any Keras loss whose value is a scalar, the
+    weights `w` (shape `(B,)`, or `y_pred.shape[:-1]` for sequence outputs) are
+    the product of the caller's `sample_weight` and of the Keras mask carried
+    by `y_pred`, if any; each loss documents how they enter its formula. Like any Keras loss whose value is a scalar, the
     result is the same for every `reduction`.
     """
 
@@ -183,7 +183,7 @@ class BatchLoss(LossPlus):
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
-            weights = batch_weights(sample_weight, mask, ops.shape(y_pred)[0], y_pred.dtype)
+            weights = batch_weights(sample_weight, mask, y_pred)
             loss = type(self).fn(y_true, y_pred, sample_weight=weights, **self._options)
             return ops.cast(loss, self.dtype)
 
@@ -198,23 +198,27 @@ def get_keras_mask(x: Any) -> Optional[Tensor]:
     return _get(x)
 
 
-def batch_weights(sample_weight: Any, mask: Any, batch_size: Any, dtype: Any) -> Optional[Tensor]:
-    """Per-sample weights `(B,)` from a `sample_weight` and a Keras mask, or
-    `None` when neither is given."""
+def batch_weights(sample_weight: Any, mask: Any, y_pred: Tensor) -> Optional[Tensor]:
+    """Weights for a batch-level loss from a `sample_weight` and a Keras mask:
+    their product, shaped to broadcast against `y_pred.shape[:-1]` (one weight
+    per sample, or per position for sequence outputs), or `None` when neither
+    is given. The batch size is never read, so unknown batch dimensions under
+    `tf.function` are fine."""
+    target_rank = max(len(y_pred.shape) - 1, 1)
     weights = None
     for w in (sample_weight, mask):
         if w is None:
             continue
-        w = ops.cast(ops.convert_to_tensor(w), dtype)
-        if len(w.shape) == 0:
-            w = ops.broadcast_to(w, (batch_size,))
-        w = ops.reshape(w, (batch_size, -1))
-        if w.shape[-1] != 1:
+        w = ops.cast(ops.convert_to_tensor(w), y_pred.dtype)
+        while len(w.shape) > target_rank and w.shape[-1] == 1:
+            w = ops.squeeze(w, axis=-1)
+        if len(w.shape) > target_rank:
             raise ValueError(
-                "Batch-level losses take one weight per sample: `sample_weight` (and any "
-                f"mask) must have shape (batch_size,) or (batch_size, 1). Received shape "
-                f"{tuple(ops.shape(w))}"
+                "Batch-level losses take one weight per sample (or per position of "
+                "`y_pred.shape[:-1]`): `sample_weight` and any mask must have shape "
+                f"(batch_size,) or {tuple(y_pred.shape[:-1])}. Received shape {tuple(w.shape)}"
             )
-        w = ops.reshape(w, (batch_size,))
+        while len(w.shape) < target_rank:
+            w = ops.expand_dims(w, axis=-1)
         weights = w if weights is None else weights * w
     return weights

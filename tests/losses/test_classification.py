@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from keras_lossplus import losses as L
-from tests.backend_utils import to_numpy
+from tests.backend_utils import BACKEND, to_numpy
 from tests.contract import LossCase, contract_suite
 from tests.losses import references as R
 
@@ -210,13 +210,14 @@ def test_focal_equals_optax_sigmoid_focal(rng):
 
 
 def test_focal_from_logits_is_exact_where_keras_clips():
-    # Keras passes sigmoid outputs through a 1e-7 clip; the logit-space form does not.
+    # On JAX and torch Keras passes sigmoid outputs through a 1e-7 clip; the logit-space form does not.
     y = np.array([[1.0]], "float32")
     x = np.array([[-30.0]], "float32")
     ours = float(to_numpy(L.focal_loss(y, x, gamma=0.0, from_logits=True))[0])
     np.testing.assert_allclose(ours, 30.0, rtol=1e-6)
-    keras_value = float(to_numpy(keras.losses.binary_focal_crossentropy(y, x, gamma=0.0, from_logits=True))[0])
-    np.testing.assert_allclose(keras_value, -np.log(1e-7), rtol=1e-4)
+    if BACKEND != "tensorflow":  # Keras' TF backend recovers the logits behind a sigmoid
+        keras_value = float(to_numpy(keras.losses.binary_focal_crossentropy(y, x, gamma=0.0, from_logits=True))[0])
+        np.testing.assert_allclose(keras_value, -np.log(1e-7), rtol=1e-4)
 
 
 def test_poly_with_zero_epsilon_is_categorical_crossentropy(rng):
@@ -260,3 +261,17 @@ def test_binary_alpha_must_be_a_probability():
     with pytest.raises(ValueError, match="alpha"):
         L.FocalLoss(alpha=2.0)
     L.FocalLoss(alpha=2.0, mode="multiclass")  # a class weight may exceed 1 there
+
+
+def test_f_beta_sequence_outputs_take_per_position_weights(rng):
+    y = (rng.uniform(size=(4, 5, 3)) < 0.4).astype("float32")
+    p = rng.uniform(size=(4, 5, 3)).astype("float32")
+    w = rng.uniform(size=(4, 5)).astype("float32")
+    flat_y, flat_p, flat_w = y.reshape(-1, 3), p.reshape(-1, 3), w.reshape(-1)
+    for average in ("micro", "macro"):
+        got = L.FBetaLoss(average=average)(y, p, sample_weight=w)
+        np.testing.assert_allclose(to_numpy(got), ref_f_beta(flat_y, flat_p, average=average, sample_weight=flat_w), rtol=1e-5)
+        # one weight per sample broadcasts over the positions
+        got = L.FBetaLoss(average=average)(y, p, sample_weight=w[:, 0])
+        expected = ref_f_beta(flat_y, flat_p, average=average, sample_weight=np.repeat(w[:, 0], 5))
+        np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-5)
