@@ -173,8 +173,9 @@ class BatchLoss(LossPlus):
     `fn(y_true, y_pred, sample_weight=w, **options)` returns one scalar. The
     weights `w` (shape `(B,)`, or `y_pred.shape[:-1]` for sequence outputs) are
     the product of the caller's `sample_weight` and of the Keras mask carried
-    by `y_pred`, if any; each loss documents how they enter its formula. Like any Keras loss whose value is a scalar, the
-    result is the same for every `reduction`.
+    by `y_pred`, if any; each loss documents how they enter its formula. Like
+    any Keras loss whose value is a scalar, the result is the same for every
+    `reduction`.
     """
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
