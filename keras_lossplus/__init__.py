@@ -7,6 +7,7 @@ that Keras 3 does not ship, on JAX, TensorFlow and PyTorch.
 
 __version__ = "0.1.0"
 
-from keras_lossplus import layers, losses, ops
+from keras_lossplus import layers, losses, ops, schedules
+from keras_lossplus.layers.logging import PenaltyLogging, log_penalties
 
-__all__ = ["__version__", "layers", "losses", "ops"]
+__all__ = ["PenaltyLogging", "__version__", "layers", "log_penalties", "losses", "ops", "schedules"]

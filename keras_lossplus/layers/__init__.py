@@ -1,4 +1,37 @@
-"""Layers of keras_lossplus: penalty layers that call `add_loss`, and margin
-heads. (Filled in by the penalty-layer and metric-learning work.)"""
+"""Layers of keras_lossplus: penalty layers that add a term to the loss with
+`add_loss` and return their input.
 
-__all__: list = []
+Their values are logged by the model mix-in `keras_lossplus.PenaltyLogging`
+or by `keras_lossplus.log_penalties(model)`; weight schedules for them are in
+`keras_lossplus.schedules`."""
+
+from keras_lossplus.layers.base import PenaltyLayer
+from keras_lossplus.layers.center import CenterPenalty
+from keras_lossplus.layers.logging import penalty_layers
+from keras_lossplus.layers.penalties import (
+    DecorrelationPenalty,
+    ElasticNetPenalty,
+    EntropyPenalty,
+    KLSparsityPenalty,
+    L1Penalty,
+    L2Penalty,
+    OrthogonalityPenalty,
+    VarianceCovariancePenalty,
+)
+from keras_lossplus.layers.sampling import GaussianSampling, gaussian_kl
+
+__all__ = [
+    "CenterPenalty",
+    "DecorrelationPenalty",
+    "ElasticNetPenalty",
+    "EntropyPenalty",
+    "GaussianSampling",
+    "KLSparsityPenalty",
+    "L1Penalty",
+    "L2Penalty",
+    "OrthogonalityPenalty",
+    "PenaltyLayer",
+    "VarianceCovariancePenalty",
+    "gaussian_kl",
+    "penalty_layers",
+]

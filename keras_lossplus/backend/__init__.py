@@ -1,0 +1,32 @@
+"""The only place with backend-specific code.
+
+Each backend has its own module (`jax.py`, `tensorflow.py`, `torch.py`); the
+functions here dispatch to the one `keras.backend.backend()` names, importing
+it on first use so that only the installed backend is ever imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import keras
+
+
+def _module() -> ModuleType:
+    return importlib.import_module(f"keras_lossplus.backend.{keras.backend.backend()}")
+
+
+def is_concrete(x: Any) -> bool:
+    """Whether `x` holds values now (eager execution), as opposed to a
+    symbolic or traced tensor inside a compiled function; value checks that
+    raise can only run on concrete tensors.
+
+    Example:
+    >>> is_concrete(keras.ops.ones((2,)))
+    True
+    """
+    if isinstance(x, keras.KerasTensor):
+        return False
+    return _module().is_concrete(x)
