@@ -23,10 +23,12 @@ def main(folder: str) -> None:
     for path in sorted(Path(folder).glob("*.keras")):
         data = np.load(path.with_suffix(".npz"))
         model = keras.saving.load_model(path, compile=True)
+        loss = model.loss
         results[path.stem] = {
-            "loss_class": type(model.loss).__name__,
-            "loss_config": model.loss.get_config(),
+            "loss_class": loss if isinstance(loss, str) else type(loss).__name__,
+            "loss_config": loss.get_config() if hasattr(loss, "get_config") else None,
             "evaluate": float(model.evaluate(data["x"], data["y"], batch_size=len(data["x"]), verbose=0)),
+            "weights": [w.tolist() for w in model.get_weights()],
         }
     print(json.dumps(results))
 

@@ -54,6 +54,17 @@ def factor_variable(layer: keras.layers.Layer, name: str, value: Factor, **bound
     )
 
 
+def two_input_shapes(layer: keras.layers.Layer, input_shape: Any, names: str) -> tuple:
+    """The two shapes of a layer that takes a pair of inputs, or a
+    `ValueError` naming them."""
+    pair = isinstance(input_shape, (list, tuple)) and len(input_shape) == 2
+    if not pair or not all(isinstance(s, (list, tuple)) for s in input_shape):
+        raise ValueError(
+            f"{type(layer).__name__} takes two inputs, [{names}]. Received input_shape={input_shape}"
+        )
+    return tuple(input_shape[0]), tuple(input_shape[1])
+
+
 def variable_value(variable: keras.Variable) -> float:
     """The current value of a scalar variable as a Python float (for configs)."""
     return float(ops.convert_to_numpy(variable))

@@ -10,7 +10,15 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus import backend as klp_backend
-from keras_lossplus.layers.base import Factor, PenaltyLayer, as_float32, factor_variable, register, variable_value
+from keras_lossplus.layers.base import (
+    Factor,
+    PenaltyLayer,
+    as_float32,
+    factor_variable,
+    register,
+    two_input_shapes,
+    variable_value,
+)
 from keras_lossplus.losses.base import check_number
 
 Tensor = Any
@@ -66,9 +74,7 @@ class CenterPenalty(PenaltyLayer):
         self.alpha = check_number("alpha", alpha, low=0.0, high=1.0)
 
     def build(self, input_shape: Any) -> None:
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-            raise ValueError(f"CenterPenalty takes two inputs, [embeddings, labels]. Received input_shape={input_shape}")
-        emb_shape = tuple(input_shape[0])
+        emb_shape, _ = two_input_shapes(self, input_shape, "embeddings, labels")
         if len(emb_shape) != 2 or emb_shape[-1] is None:
             raise ValueError(f"CenterPenalty expects embeddings of shape (batch, dim). Received {emb_shape}")
         self.centers = self.add_weight(

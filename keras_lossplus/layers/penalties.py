@@ -34,11 +34,12 @@ def _batch_size(x: Tensor) -> Tensor:
 class _NormPenalty(PenaltyLayer):
     """`l1 * sum(|x|) + l2 * sum(x^2)`, optionally divided by the batch size."""
 
-    def __init__(self, l1: Factor, l2: Factor, normalize_by_batch: bool, training_only: bool, **kwargs: Any) -> None:
+    def __init__(self, l1: Factor, l2: Factor, normalize_by_batch: bool, training_only: bool,
+                 names: tuple = ("l1", "l2"), **kwargs: Any) -> None:
         super().__init__(training_only=training_only, **kwargs)
         self.normalize_by_batch = bool(normalize_by_batch)
-        self.l1 = None if l1 is None else factor_variable(self, "l1", l1)
-        self.l2 = None if l2 is None else factor_variable(self, "l2", l2)
+        self.l1 = None if l1 is None else factor_variable(self, names[0], l1)
+        self.l2 = None if l2 is None else factor_variable(self, names[1], l2)
 
     def penalty(self, inputs: Tensor) -> Tensor:
         x = as_float32(inputs)
@@ -84,7 +85,7 @@ class L1Penalty(_NormPenalty):
 
     def __init__(self, factor: Factor = 0.01, normalize_by_batch: bool = False, training_only: bool = False,
                  **kwargs: Any) -> None:
-        super().__init__(factor, None, normalize_by_batch, training_only, **kwargs)
+        super().__init__(factor, None, normalize_by_batch, training_only, names=("factor", "l2"), **kwargs)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "factor": variable_value(self.l1)}
@@ -114,7 +115,7 @@ class L2Penalty(_NormPenalty):
 
     def __init__(self, factor: Factor = 0.01, normalize_by_batch: bool = False, training_only: bool = False,
                  **kwargs: Any) -> None:
-        super().__init__(None, factor, normalize_by_batch, training_only, **kwargs)
+        super().__init__(None, factor, normalize_by_batch, training_only, names=("l1", "factor"), **kwargs)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "factor": variable_value(self.l2)}

@@ -7,7 +7,14 @@ from typing import Any, Optional, Union
 import keras
 from keras import ops
 
-from keras_lossplus.layers.base import PenaltyLayer, as_float32, factor_variable, register, variable_value
+from keras_lossplus.layers.base import (
+    PenaltyLayer,
+    as_float32,
+    factor_variable,
+    register,
+    two_input_shapes,
+    variable_value,
+)
 
 Tensor = Any
 Beta = Union[float, keras.Variable, Any]
@@ -87,12 +94,7 @@ class GaussianSampling(PenaltyLayer):
         )
 
     def build(self, input_shape: Any) -> None:
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-            raise ValueError(
-                "GaussianSampling takes two inputs, [z_mean, z_log_var]. "
-                f"Received input_shape={input_shape}"
-            )
-        mean_shape, log_var_shape = (tuple(s) for s in input_shape)
+        mean_shape, log_var_shape = two_input_shapes(self, input_shape, "z_mean, z_log_var")
         if mean_shape != log_var_shape:
             raise ValueError(
                 "GaussianSampling needs z_mean and z_log_var of the same shape. Received "
