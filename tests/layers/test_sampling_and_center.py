@@ -214,3 +214,13 @@ def test_center_bad_input():
         P.CenterPenalty(num_classes=2, factor=-0.1)
     with pytest.raises(ValueError, match="two inputs"):
         P.CenterPenalty(num_classes=2)(x)
+
+
+def test_a_keras_learning_rate_schedule_works_as_beta():
+    schedule = keras.optimizers.schedules.ExponentialDecay(1.0, decay_steps=10, decay_rate=0.5)
+    layer = P.GaussianSampling(beta=schedule)
+    for _ in range(10):
+        layer([np.zeros((2, 2), "float32"), np.zeros((2, 2), "float32")], training=True)
+    np.testing.assert_allclose(to_numpy(layer.current_beta()), 0.5, rtol=1e-6)
+    again = P.GaussianSampling.from_config(layer.get_config())
+    assert type(again.schedule) is type(schedule)
