@@ -224,3 +224,26 @@ def test_a_keras_learning_rate_schedule_works_as_beta():
     np.testing.assert_allclose(to_numpy(layer.current_beta()), 0.5, rtol=1e-6)
     again = P.GaussianSampling.from_config(layer.get_config())
     assert type(again.schedule) is type(schedule)
+
+
+def test_sampling_and_center_accumulate_in_float32_under_mixed_precision(rng):
+    mean = rng.normal(size=(6, 3)).astype("float32") * 50  # exp(log_var) overflows float16
+    log_var = np.full((6, 3), 12.0, "float32")
+    layer = P.GaussianSampling(beta=1.0, dtype="mixed_float16")
+    z = layer([mean, log_var], training=True)
+    assert keras.backend.standardize_dtype(z.dtype) == "float16"
+    value = to_numpy(layer.losses[0])
+    assert keras.backend.standardize_dtype(layer.losses[0].dtype) == "float32"
+    rounded = to_numpy(keras.ops.cast(keras.ops.cast(mean, "float16"), "float32"))
+    np.testing.assert_allclose(value, ref_kl(rounded, log_var), rtol=1e-5)
+    center = P.CenterPenalty(num_classes=2, factor=1.0, dtype="mixed_float16")
+    x = (rng.normal(size=(4, 3)) * 300).astype("float32")  # squared distances overflow float16
+    center([x, np.array([0, 1, 0, 1], "int32")], training=True)
+    x16 = to_numpy(keras.ops.cast(keras.ops.cast(x, "float16"), "float32")).astype("float64")
+    np.testing.assert_allclose(to_numpy(center.losses[0]), 0.5 * np.mean((x16**2).sum(1)), rtol=1e-5)
+
+
+def test_sampling_training_only_leaves_evaluation_without_kl():
+    layer = P.GaussianSampling(training_only=True)
+    layer([np.ones((2, 2), "float32"), np.zeros((2, 2), "float32")], training=False)
+    assert layer.losses == []
