@@ -53,3 +53,12 @@ def one_hot_batch():
     logits = rng.normal(scale=2.0, size=(4096, 1000)).astype("float32")
     labels = np.eye(1000, dtype="float32")[rng.integers(0, 1000, size=4096)]
     return labels, logits
+
+
+@pytest.fixture(scope="session")
+def mlp_batch():
+    """Features (256, 256) float32, N(0, 1), and integer labels in [0, 10)."""
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(256, 256)).astype("float32")
+    labels = rng.integers(0, 10, size=256).astype("int32")
+    return features, labels

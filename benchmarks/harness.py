@@ -1,4 +1,5 @@
-"""Backend-neutral timing of a loss's forward + backward pass.
+"""Backend-neutral timing of a loss's forward + backward pass, and of a
+model's training step.
 
 `value_and_grad_step(loss_fn, y_true, y_pred)` returns a zero-argument
 callable that computes the loss and its gradient with respect to `y_pred` on
@@ -18,6 +19,18 @@ the first timed call measures the compiled program, not the tracing.
 `loss_fn(y_true, y_pred)` must return a scalar: a `keras.losses.Loss`
 instance, a function on `keras.ops`, or a peer's function on the backend's
 own arrays (optax on JAX).
+
+`train_step(model, x, y)` returns a zero-argument callable that runs one
+step of the model's own compiled train function (`model.train_function`:
+forward, loss, backward and optimizer update, XLA-compiled when the model
+was compiled with `jit_compile=True`) on a fixed, pre-converted batch, the
+way `fit`'s inner loop calls it, without `fit`'s callbacks, progress bar
+and data pipeline. On JAX the state (variables, optimizer and metric
+slots) is carried from step to step outside the model, as `fit` does
+between syncs, rather than written back into every variable after each
+step as `train_on_batch` does. On TensorFlow and torch it is the call that
+`train_on_batch` makes (the same compiled one-step function that `fit`
+runs, without `fit`'s `tf.data` iterator loop).
 
 Peak memory is not measured: these losses are element-wise passes over
 inputs whose size is known, `tracemalloc` does not see XLA's buffers, and
@@ -95,6 +108,42 @@ def value_and_grad_step(loss_fn: Callable, y_true: Any, y_pred: Any, warmup: int
     if BACKEND not in _STEPS:  # pragma: no cover
         raise NotImplementedError(f"no benchmark harness for the {BACKEND} backend")
     step, _ = _STEPS[BACKEND](loss_fn, y_true, y_pred)
+    for _ in range(warmup):
+        step()
+    return step
+
+
+def train_step(model: keras.Model, x: Any, y: Any, warmup: int = 2) -> Callable:
+    """A blocking `() -> logs` running one step of `model.train_function` on
+    the batch `(x, y)` (backend tensors), already warmed up.
+
+    Call `model.train_on_batch(x, y)` first: it builds the model, its
+    optimizer and metrics, and compiles `model.train_function`. On JAX the
+    model's variables are stale after this (the state lives in the callable).
+    """
+    model.make_train_function()
+    data = (x, y, None)  # what `train_on_batch` passes: no retracing
+    if BACKEND == "jax":
+        import jax
+
+        state = model._get_jax_state(  # what `fit` passes to the train function
+            trainable_variables=True, non_trainable_variables=True,
+            optimizer_variables=True, metrics_variables=True,
+        )
+
+        def run():
+            nonlocal state
+            logs, state = jax.block_until_ready(model.train_function(state, iter([data])))
+            return logs
+
+    else:  # TensorFlow and torch run a function call synchronously
+
+        def run():
+            return model.train_function([data])
+
+    def step():
+        return {name: float(keras.ops.convert_to_numpy(v)) for name, v in run().items()}
+
     for _ in range(warmup):
         step()
     return step

@@ -91,6 +91,8 @@ def run_case(benchmark, loss, implementation, make_loss, batch, reference):
         implementation=implementation,
         shape=list(batch[1].shape),
         xla_temp_bytes=xla_temp_bytes(loss_fn, y_true, y_pred),
+        measured="the loss and its gradient w.r.t. `y_pred`, 4096 x 1000 float32; XLA jit on "
+                 "jax and tensorflow, eager autograd on torch",
     )
     value, grad = as_numpy(benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=1))
 
