@@ -24,8 +24,23 @@ def _check_steps(name: str, value: Any) -> int:
     return value
 
 
+class Schedule:
+    """Base of the schedules: `__call__(step)` on `keras.ops`, and a
+    `get_config()` holding every constructor argument."""
+
+    def __call__(self, step: Any) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Schedule":
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="keras_lossplus")
-class LinearWarmup:
+class LinearWarmup(Schedule):
     """`start` for `delay` steps, then a linear ramp to `end` over `steps`
     steps, then `end`.
 
@@ -63,13 +78,9 @@ class LinearWarmup:
     def get_config(self) -> dict:
         return {"start": self.start, "end": self.end, "steps": self.steps, "delay": self.delay}
 
-    @classmethod
-    def from_config(cls, config: dict) -> "LinearWarmup":
-        return cls(**config)
-
 
 @keras.saving.register_keras_serializable(package="keras_lossplus")
-class CyclicalSchedule:
+class CyclicalSchedule(Schedule):
     """Cyclical annealing (Fu et al., 2019): each cycle of `period` steps
     ramps linearly from `start` to `end` over its first `ratio` fraction,
     then holds `end`.
@@ -104,7 +115,3 @@ class CyclicalSchedule:
 
     def get_config(self) -> dict:
         return {"period": self.period, "ratio": self.ratio, "start": self.start, "end": self.end}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "CyclicalSchedule":
-        return cls(**config)

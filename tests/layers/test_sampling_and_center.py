@@ -247,3 +247,11 @@ def test_sampling_training_only_leaves_evaluation_without_kl():
     layer = P.GaussianSampling(training_only=True)
     layer([np.ones((2, 2), "float32"), np.zeros((2, 2), "float32")], training=False)
     assert layer.losses == []
+
+
+def test_center_config_round_trip():
+    layer = P.CenterPenalty(num_classes=5, factor=0.2, alpha=0.3, training_only=True, name="c")
+    config = layer.get_config()
+    json.dumps(config)
+    assert P.CenterPenalty.from_config(config).get_config() == config
+    assert CyclicalSchedule.from_config(CyclicalSchedule(period=7).get_config()).get_config()["period"] == 7
