@@ -106,22 +106,24 @@ class CenterPenalty(PenaltyLayer):
         return ops.cast(ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(classes, 0)), dtype)
 
     def penalty(self, inputs: Any) -> Tensor:
-        x = as_float32(inputs[0])
-        one_hot = self._one_hot(self._labels(inputs[1]), x.dtype)
+        embeddings, one_hot = inputs
+        x = as_float32(embeddings)
         own_center = ops.matmul(one_hot, ops.convert_to_tensor(self.centers))
         valid = ops.sum(one_hot, axis=1)
         squared = ops.sum(ops.square(x - own_center), axis=1) * valid
         return self.factor * 0.5 * ops.divide_no_nan(ops.sum(squared), ops.sum(valid))
 
     def call(self, inputs: Any, training: Optional[bool] = None) -> Tensor:
-        outputs = super().call(inputs, training=training)
+        # labels are checked and one-hot encoded once, for the penalty and the update
+        embeddings = inputs[0]
+        one_hot = self._one_hot(self._labels(inputs[1]), "float32")
+        outputs = super().call((embeddings, one_hot), training=training)
         if training:
-            self._update_centers(inputs)
+            self._update_centers(embeddings, one_hot)
         return outputs
 
-    def _update_centers(self, inputs: Any) -> None:
-        x = ops.stop_gradient(as_float32(inputs[0]))
-        one_hot = self._one_hot(self._labels(inputs[1]), x.dtype)
+    def _update_centers(self, embeddings: Tensor, one_hot: Tensor) -> None:
+        x = ops.stop_gradient(as_float32(embeddings))
         centers = ops.convert_to_tensor(self.centers)
         counts = ops.expand_dims(ops.sum(one_hot, axis=0), 1)  # (K, 1)
         sums = ops.matmul(ops.transpose(one_hot), x)  # (K, D)

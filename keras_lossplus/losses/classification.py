@@ -42,8 +42,9 @@ def _sigmoid_terms(y_true: Tensor, y_pred: Tensor, from_logits: bool) -> tuple:
     """Element-wise binary cross-entropy and `1 - p_t` for sigmoid outputs.
 
     From logits this costs one `exp` and one `log1p`: with `e = exp(-|x|)`,
-    `bce = max(x, 0) - x * y + log1p(e)` and `sigmoid(x) = (1 or e) / (1 + e)`. From probabilities it follows Keras: `p` clipped to
-    `[1e-7, 1 - 1e-7]` in the logarithms.
+    `bce = max(x, 0) - x * y + log1p(e)` and `sigmoid(x) = (1 or e) / (1 + e)`.
+    From probabilities it follows Keras: `p` clipped to `[1e-7, 1 - 1e-7]` in
+    the logarithms.
     """
     if from_logits:
         e = ops.exp(-ops.abs(y_pred))
