@@ -9,5 +9,17 @@ __version__ = "0.1.0"
 
 from keras_lossplus import layers, losses, ops, schedules
 from keras_lossplus.layers.logging import PenaltyLogging, log_penalties
+from keras_lossplus.multi_output import MultiOutputModel, MultiOutputTraining, weighting
 
-__all__ = ["PenaltyLogging", "__version__", "layers", "log_penalties", "losses", "ops", "schedules"]
+__all__ = [
+    "MultiOutputModel",
+    "MultiOutputTraining",
+    "PenaltyLogging",
+    "__version__",
+    "layers",
+    "log_penalties",
+    "losses",
+    "ops",
+    "schedules",
+    "weighting",
+]

@@ -1,7 +1,9 @@
 """The examples run end to end (on the JAX backend only, to keep CI short:
 the examples are backend-neutral and the suites cover the three backends)."""
 
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ import pytest
 from tests.backend_utils import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
+OWN_TEST = {"multi_task.py"}  # run in its quick mode by its own test below
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TEST)
 
 if BACKEND == "jax":
 
@@ -22,3 +25,25 @@ if BACKEND == "jax":
                              cwd=ROOT, env=env, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
         assert "keras_lossplus" in out.stdout
+
+    def test_multi_task_example(tmp_path):
+        env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+        script = ROOT / "examples" / "multi_task.py"
+        out = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
+                             text=True, cwd=ROOT, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "keras_lossplus" in out.stdout
+        assert "NaN" in out.stdout  # says that parity labels are missing
+        assert (tmp_path / "multi_task.png").stat().st_size > 10_000
+        # table rows: name, digit acc, parity acc, ink MSE, ink MAE, fit seconds[, weights digit/parity/ink]
+        rows = {m[1]: m[2].split() for m in re.finditer(r"^  (static|uncertainty|pcgrad|\(chance\)) +(\d.*)$",
+                                                         out.stdout, re.MULTILINE)}
+        assert set(rows) == {"static", "uncertainty", "pcgrad", "(chance)"}, out.stdout
+        for name, cells in rows.items():
+            values = [float(v) for v in cells[:4]]
+            if name != "(chance)":
+                values += [float(w) for w in cells[5].split("/")]
+            assert all(math.isfinite(v) for v in values), (name, cells)
+        chance = float(rows["(chance)"][0])
+        assert chance < 0.2
+        assert float(rows["static"][0]) > chance + 0.3  # digit accuracy well above chance

@@ -30,3 +30,10 @@ def is_concrete(x: Any) -> bool:
     if isinstance(x, keras.KerasTensor):
         return False
     return _module().is_concrete(x)
+
+
+def multi_task_train_step(model: Any, *args: Any) -> Any:
+    """The training step of a `MultiOutputModel` whose weighting strategy
+    needs per-task gradients or the losses after the step: `(data)` on
+    TensorFlow and torch, `(state, data)` on JAX, like `Model.train_step`."""
+    return _module().multi_task_train_step(model, *args)

@@ -2,8 +2,46 @@
 
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 
 def is_concrete(x: Any) -> bool:
     return tf.executing_eagerly() and not (isinstance(x, tf.Tensor) and not hasattr(x, "numpy"))
+
+
+def multi_task_train_step(model: Any, data: Any) -> Any:
+    """One forward pass under a persistent tape, then one backward pass per
+    task combined by the strategy (or one weighted backward pass), the
+    optimizer step and, if asked, the losses again on the same batch."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    strategy = model.loss_weighting
+
+    with tf.GradientTape(persistent=True) as tape:
+        y_pred = model(x, training=True)
+        losses = model.task_losses(y, y_pred, sample_weight)
+        penalty = model.penalty_total()
+        task_terms = [losses[k] for k in range(losses.shape[0])]  # sliced under the tape
+        if not strategy.uses_task_gradients:
+            weights, _ = strategy.loss_weights(losses)
+            objective = tf.reduce_sum(tf.stop_gradient(weights) * losses) + penalty
+    variables = model.trainable_variables  # after the forward pass, which builds a subclassed model
+
+    def grad(target: Any) -> list:
+        grads = tape.gradient(target, variables)
+        return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+
+    if strategy.uses_task_gradients:
+        per_task = [grad(term) for term in task_terms]
+        task_grads = [tf.stack([g[i] for g in per_task]) for i in range(len(variables))]
+        penalty_grads = grad(penalty) if model.losses else None
+        grads, weights = model.combine_gradients(variables, task_grads, losses, penalty_grads)
+    else:
+        grads = grad(objective)
+    del tape
+    model.optimizer.apply_gradients(zip(grads, variables))
+    model.record_step(x, losses, weights, penalty)  # before the re-evaluation overwrites penalty values
+    logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    if strategy.needs_post_step_losses:
+        strategy.after_step(losses, model.task_losses(y, model(x, training=True), sample_weight))
+    return logs

@@ -199,6 +199,20 @@ def get_keras_mask(x: Any) -> Optional[Tensor]:
     return _get(x)
 
 
+def with_keras_mask(x: Any, mask: Any) -> Tensor:
+    """A copy of `x` carrying the Keras mask `mask` (combined with the one `x`
+    already has), which Keras' losses and mean metrics apply to their values."""
+    from keras.src.backend import set_keras_mask  # isolated private import, like get_keras_mask
+
+    previous = get_keras_mask(x)
+    mask = ops.cast(mask, "bool")
+    if previous is not None:
+        mask = ops.logical_and(mask, ops.cast(ops.reshape(previous, ops.shape(mask)), "bool"))
+    copy = ops.multiply(x, ops.ones((), x.dtype))
+    set_keras_mask(copy, mask)
+    return copy
+
+
 def batch_weights(sample_weight: Any, mask: Any, y_pred: Tensor) -> Optional[Tensor]:
     """Weights for a batch-level loss from a `sample_weight` and a Keras mask:
     their product, shaped to broadcast against `y_pred.shape[:-1]` (one weight

@@ -1,0 +1,236 @@
+"""Each weighting strategy's update against a numpy re-computation on a tiny
+problem (strategies used directly, outside a model)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lossplus import weighting
+from tests.backend_utils import BACKEND, to_numpy, value_and_grad, xla_compile
+from tests.multi_output import references as ref
+
+
+def build(strategy, names=("a", "b"), prior=None):
+    strategy.build_tasks(list(names), prior or [1.0] * len(names))
+    return strategy
+
+
+def combine(strategy, grads, losses=None):
+    grads = np.asarray(grads, "float32")
+    losses = np.ones(len(grads), "float32") if losses is None else np.asarray(losses, "float32")
+    return [to_numpy(t) for t in strategy.combine_gradients(grads, losses)]
+
+
+# ------------------------------------------------------------------ PCGrad
+
+
+def test_pcgrad_projects_two_conflicting_gradients():
+    grads = np.array([[1.0, 0.0], [-1.0, 1.0]])
+    direction, _, _ = combine(build(weighting.PCGrad(shuffle=False)), grads)
+    # g1 - (g1.g2)/|g2|^2 g2 = [0.5, 0.5]; g2 - (g2.g1)/|g1|^2 g1 = [0, 1]
+    np.testing.assert_allclose(direction, [0.5, 1.5], atol=1e-6)
+    np.testing.assert_allclose(direction, ref.pcgrad(grads), atol=1e-6)
+
+
+def test_pcgrad_no_conflict_is_the_weighted_sum():
+    grads = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 1.0]])
+    direction, heads, logged = combine(build(weighting.PCGrad(), prior=[1.0, 0.5]), grads)
+    np.testing.assert_allclose(direction, grads[0] + 0.5 * grads[1], atol=1e-6)
+    np.testing.assert_allclose(heads, [1.0, 0.5])
+    np.testing.assert_allclose(logged, [1.0, 0.5])
+
+
+def test_pcgrad_three_tasks_fixed_order_and_mean(rng):
+    grads = rng.normal(size=(3, 7))
+    direction, _, _ = combine(build(weighting.PCGrad(shuffle=False), "abc"), grads)
+    np.testing.assert_allclose(direction, ref.pcgrad(grads), rtol=1e-5, atol=1e-6)
+    direction, _, logged = combine(build(weighting.PCGrad(shuffle=False, reduction="mean"), "abc"), grads)
+    np.testing.assert_allclose(direction, ref.pcgrad(grads) / 3, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logged, [1 / 3] * 3, rtol=1e-6)
+
+
+def test_pcgrad_shuffled_matches_one_of_the_orders(rng):
+    grads = rng.normal(size=(3, 5))
+    direction, _, _ = combine(build(weighting.PCGrad(seed=3), "abc"), grads)
+    # every task sees the two others in one of two orders: 2^3 candidates
+    import itertools
+
+    candidates = []
+    for orders in itertools.product([(0, 1, 2), (2, 1, 0)], repeat=3):
+        total = 0
+        for i, order in enumerate(orders):
+            g = grads[i].copy()
+            for j in order:
+                if j != i and g @ grads[j] < 0:
+                    g = g - (g @ grads[j]) / (grads[j] @ grads[j]) * grads[j]
+            total = total + g
+        candidates.append(total)
+    assert min(np.abs(direction - c).max() for c in candidates) < 1e-5
+
+
+# ---------------------------------------------------------------- GradNorm
+
+
+def test_gradnorm_weight_update_matches_numpy(rng):
+    strategy = build(weighting.GradNorm(alpha=1.5, learning_rate=0.05), "abc")
+    grads = rng.normal(size=(3, 6)) * np.array([[1.0], [3.0], [0.2]])
+    first, second = np.array([1.0, 2.0, 0.5]), np.array([0.5, 1.9, 0.4])
+    direction, heads, _ = combine(strategy, grads, first)
+    np.testing.assert_allclose(direction, grads.sum(0), rtol=1e-5)  # weights before the update: 1
+    expected = ref.gradnorm_update([1, 1, 1], grads, first, first, 1.5, 0.05)
+    np.testing.assert_allclose(strategy.task_weights.numpy(), expected, rtol=1e-5)
+    direction, heads, _ = combine(strategy, grads, second)  # L(0) = first losses
+    np.testing.assert_allclose(heads, expected, rtol=1e-5)
+    np.testing.assert_allclose(direction, expected @ grads, rtol=1e-5)
+    expected = ref.gradnorm_update(expected, grads, second, first, 1.5, 0.05)
+    np.testing.assert_allclose(strategy.task_weights.numpy(), expected, rtol=1e-5)
+    assert np.isclose(strategy.task_weights.numpy().sum(), 3.0)
+
+
+# -------------------------------------------------------------------- DWA
+
+
+def test_dwa_weights_from_two_epochs_of_losses():
+    strategy = build(weighting.DWA(temperature=2.0), "abc", prior=[1.0, 1.0, 0.5])
+    losses = np.ones(3, "float32")
+    np.testing.assert_allclose(to_numpy(strategy.loss_weights(losses)[0]), [1.0, 1.0, 0.5])
+    epoch1, epoch2 = [2.0, 1.0, 0.5], [1.0, 0.9, 0.5]
+    strategy.on_epoch_end({"a_loss": epoch1[0], "b_loss": epoch1[1], "c_loss": epoch1[2]})
+    np.testing.assert_allclose(to_numpy(strategy.loss_weights(losses)[0]), [1.0, 1.0, 0.5])  # one epoch only
+    strategy.on_epoch_end({"a_loss": epoch2[0], "b_loss": epoch2[1], "c_loss": epoch2[2], "loss": 9.0})
+    expected = np.array([1.0, 1.0, 0.5]) * ref.dwa_weights(epoch1, epoch2, 2.0)
+    np.testing.assert_allclose(to_numpy(strategy.loss_weights(losses)[0]), expected, rtol=1e-5)
+    with pytest.raises(KeyError, match="c_loss"):
+        strategy.on_epoch_end({"a_loss": 1.0, "b_loss": 1.0})
+
+
+# ------------------------------------------------------------ Uncertainty
+
+
+@pytest.mark.parametrize("task_types", ["regression", "classification", {"a": "classification"}])
+def test_uncertainty_objective_value_and_gradient(task_types):
+    strategy = build(weighting.Uncertainty(task_types=task_types), prior=[1.0, 0.25])
+    classification = {
+        "regression": [False, False],
+        "classification": [True, True],
+    }.get(task_types if isinstance(task_types, str) else "", [True, False])
+    s0 = strategy.log_variances.numpy()
+    c = np.where(classification, 1.0, 0.5)
+    np.testing.assert_allclose(c * np.exp(-s0), [1.0, 0.25], rtol=1e-6)  # initial weights = loss_weights
+    losses = np.array([0.7, 2.0], "float32")
+    s = np.array([0.3, -0.4], "float32")
+
+    def objective(log_variances):  # the variable read inside a stateless scope, so gradients reach it
+        with keras.StatelessScope(state_mapping=[(strategy.log_variances, log_variances)]):
+            tensor = keras.ops.convert_to_tensor(losses)
+            weights, regularizer = strategy.loss_weights(tensor)
+        return keras.ops.sum(weights * tensor) + regularizer
+
+    value, grad = value_and_grad(objective, s)
+    expected_value, expected_grad = ref.uncertainty_objective(losses, s, classification)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5)
+
+
+# -------------------------------------------------------------------- RLW
+
+
+def test_rlw_weights_are_a_scaled_softmax_and_seeded():
+    one = build(weighting.RLW(seed=7), "abc", prior=[2.0, 1.0, 1.0])
+    two = build(weighting.RLW(seed=7), "abc", prior=[2.0, 1.0, 1.0])
+    draws = [to_numpy(one.loss_weights(np.ones(3, "float32"))[0]) for _ in range(3)]
+    again = [to_numpy(two.loss_weights(np.ones(3, "float32"))[0]) for _ in range(3)]
+    np.testing.assert_allclose(draws, again)  # same seed, same sequence
+    assert not np.allclose(draws[0], draws[1])  # fresh weights each step
+    for w in draws:
+        softmax = w / np.array([2.0, 1.0, 1.0])
+        np.testing.assert_allclose(softmax.sum(), 1.0, rtol=1e-5)
+        assert (softmax > 0).all()
+    np.testing.assert_allclose(to_numpy(one.loss_weights(np.ones(3), training=False)[0]), [2 / 3, 1 / 3, 1 / 3])
+
+
+# ------------------------------------------------------------------- FAMO
+
+
+def test_famo_weights_and_logit_updates_match_the_authors_adam():
+    strategy = build(weighting.FAMO(learning_rate=0.1, gamma=0.01), "abc")
+    losses = np.array([1.0, 4.0, 0.5], "float32")
+    weights = to_numpy(strategy.loss_weights(losses)[0])
+    z = np.full(3, 1 / 3)
+    np.testing.assert_allclose(weights, z / (np.sum(z / losses) * losses), rtol=1e-5)
+    logits, state = np.zeros(3), None
+    steps = [([1.0, 4.0, 0.5], [0.9, 3.0, 0.5]), ([0.9, 3.0, 0.5], [0.85, 2.5, 0.45]), ([1.2, 2.0, 0.4], [1.0, 1.9, 0.41])]
+    for old, new in steps:
+        strategy.after_step(np.asarray(old, "float32"), np.asarray(new, "float32"))
+        logits, state = ref.famo_logit_step(logits, old, new, state, lr=0.1, gamma=0.01)
+        np.testing.assert_allclose(strategy.logits.numpy(), logits, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------- CAGrad, MGDA
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+def test_cagrad_direction_matches_the_authors_scipy_solution(rng, num_tasks):
+    grads = rng.normal(size=(num_tasks, 9))
+    grads[1] = -0.6 * grads[0] + 0.3 * grads[1]  # a conflict
+    direction, _, _ = combine(build(weighting.CAGrad(alpha=0.5), "abc"[:num_tasks]), grads)
+    np.testing.assert_allclose(direction, ref.cagrad(grads, alpha=0.5), rtol=2e-3, atol=2e-4)
+
+
+def test_mgda_min_norm_weights_two_and_three_tasks(rng):
+    grads = np.array([[1.0, 0.0], [0.0, 2.0]])
+    _, heads, _ = combine(build(weighting.MGDA()), grads)
+    np.testing.assert_allclose(heads, [0.8, 0.2], atol=1e-5)  # closed form: |g2|^2 / (|g1|^2 + |g2|^2)
+    grads = rng.normal(size=(3, 6))
+    direction, heads, _ = combine(build(weighting.MGDA(iterations=250), "abc"), grads)
+    expected = ref.min_norm_weights(grads)
+    np.testing.assert_allclose(np.linalg.norm(direction), np.linalg.norm(expected @ grads), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(heads.sum(), 1.0, rtol=1e-5)
+
+
+def test_mgda_normalizations_scale_before_solving():
+    grads = np.array([[2.0, 0.0], [0.0, 1.0]])
+    _, heads, _ = combine(build(weighting.MGDA(normalization="l2")), grads)
+    # unit gradients: weights 1/2 each for the normalized problem
+    np.testing.assert_allclose(heads, [0.5, 0.5], atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND not in ("jax", "tensorflow"), reason="XLA compiles on JAX and TensorFlow only")
+@pytest.mark.parametrize("name", ["pcgrad", "cagrad", "mgda"])
+def test_gradient_combination_compiles_with_xla(rng, name):
+    strategy = build(weighting.get(name), "abc")
+    grads = rng.normal(size=(3, 8)).astype("float32")
+    eager = to_numpy(strategy.combine_gradients(grads, np.ones(3, "float32"))[0])
+    if name == "pcgrad":  # random order: compare the no-shuffle version
+        strategy = build(weighting.PCGrad(shuffle=False), "abc")
+        eager = to_numpy(strategy.combine_gradients(grads, np.ones(3, "float32"))[0])
+    compiled = xla_compile(lambda g: strategy.combine_gradients(g, keras.ops.ones((3,)))[0])
+    np.testing.assert_allclose(to_numpy(compiled(grads)), eager, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------ bad input
+
+
+def test_unknown_name_and_bad_options_raise():
+    with pytest.raises(ValueError, match="weighting"):
+        weighting.get("softmax")
+    with pytest.raises(ValueError, match="temperature"):
+        weighting.DWA(temperature=0.0)
+    with pytest.raises(ValueError, match="task_types"):
+        weighting.Uncertainty(task_types="ordinal")
+    with pytest.raises(ValueError, match="reduction"):
+        weighting.PCGrad(reduction="max")
+    with pytest.raises(ValueError, match="normalization"):
+        weighting.MGDA(normalization="l1")
+    with pytest.raises(ValueError, match="at least 2"):
+        weighting.PCGrad().build_tasks(["only"], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        weighting.Uncertainty().build_tasks(["a", "b"], [1.0, 0.0])
+
+
+@pytest.mark.parametrize("name", ["static", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "pcgrad", "cagrad", "mgda"])
+def test_config_round_trip(name):
+    strategy = weighting.get(name)
+    restored = weighting.get(keras.saving.serialize_keras_object(strategy))
+    assert type(restored) is type(strategy)
+    assert restored.get_config() == strategy.get_config()
