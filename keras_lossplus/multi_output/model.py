@@ -99,6 +99,7 @@ class MultiOutputTraining:
         strategy = weighting_module.get(weighting)
         strategy.build_tasks(task_names, prior)
 
+        self._klp_untrack_previous_compile()
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)
         self._compile_config.config.update(
             loss=loss, loss_weights=loss_weights, weighting=keras.saving.serialize_keras_object(strategy),
@@ -116,6 +117,19 @@ class MultiOutputTraining:
             for suffix in ("_loss", "_weighted_loss", "_weight")
         ]
         _attach_metrics(self)
+
+    def _klp_untrack_previous_compile(self) -> None:
+        """A second `compile()` replaces the strategy and the term metrics:
+        the old ones must leave the model's variables and metrics."""
+        previous = [getattr(self, "loss_weighting", None)] + list(getattr(self, "_klp_task_metrics", None) or [])
+        tracker = self._tracker
+        locked = tracker.locked
+        tracker.unlock()
+        for obj in previous:
+            if obj is not None:
+                tracker.untrack(obj)
+        if locked:
+            tracker.lock()
 
     def compile_from_config(self, config: Dict[str, Any]) -> None:
         config = keras.saving.deserialize_keras_object(config)

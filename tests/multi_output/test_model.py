@@ -275,3 +275,14 @@ def test_compiled_metrics_skip_missing_labels():
     assert logs["a_accuracy"] == 1.0  # the two labelled samples are right
     np.testing.assert_allclose(logs["b_mae"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(logs["b_loss"], 1.0, rtol=1e-6)
+
+
+def test_compiling_again_replaces_the_strategy(rng):
+    x, y = data(rng, 8)
+    model = build(klp.MultiOutputModel)
+    model.compile("sgd", loss=LOSSES, weighting="uncertainty")
+    model.compile("sgd", loss=LOSSES, weighting="dwa")
+    assert not any("log_variances" in v.path for v in model.variables)
+    assert sum(m.name == "reg_loss" for m in model.metrics) <= 1
+    history = model.fit(x, y, verbose=0, epochs=1).history
+    assert np.isfinite(history["reg_loss"]).all()
