@@ -59,7 +59,7 @@ class GradNorm(GradientStrategy):
     >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
     >>> grads = np.array([[3.0, 0.0], [0.0, 1.0]], "float32")
     >>> _ = strategy.combine_gradients(grads, np.array([1.0, 1.0], "float32"))
-    >>> [round(float(w), 3) for w in strategy.task_weights]
+    >>> [round(float(w), 3) for w in strategy.task_weights.numpy()]
     [0.778, 1.222]
     """
 
