@@ -62,3 +62,17 @@ def mlp_batch():
     features = rng.normal(size=(256, 256)).astype("float32")
     labels = rng.integers(0, 10, size=256).astype("int32")
     return features, labels
+
+
+@pytest.fixture(scope="session")
+def multi_output_batch():
+    """Features (256, 64) float32, N(0, 1), and the targets of the three
+    outputs: `a` integer labels in [0, 10), `b` and `c` float32 (256, 1), N(0, 1)."""
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(256, 64)).astype("float32")
+    targets = {
+        "a": rng.integers(0, 10, size=256).astype("int32"),
+        "b": rng.normal(size=(256, 1)).astype("float32"),
+        "c": rng.normal(size=(256, 1)).astype("float32"),
+    }
+    return features, targets
