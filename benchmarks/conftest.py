@@ -76,3 +76,9 @@ def multi_output_batch():
         "c": rng.normal(size=(256, 1)).astype("float32"),
     }
     return features, targets
+
+
+@pytest.fixture(scope="module")
+def steps():
+    """Each variant's train step, built on first use and kept for its later blocks."""
+    return {}

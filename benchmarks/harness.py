@@ -166,3 +166,10 @@ def as_numpy(result: tuple) -> tuple:
     """A step's `(value, grad)` as `(float, numpy array)`, to check them."""
     value, grad = (np.asarray(keras.ops.convert_to_numpy(x)) for x in result)
     return float(value), grad
+
+
+def rotated(items, k):
+    """`items` starting at index `k % len(items)`, so that no variant always runs first."""
+    items = list(items)
+    k %= len(items)
+    return items[k:] + items[:k]

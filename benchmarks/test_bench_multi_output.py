@@ -40,7 +40,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from harness import BACKEND, to_backend, train_step
+from harness import BACKEND, rotated, to_backend, train_step
 
 import keras_lossplus
 
@@ -178,18 +178,6 @@ def checked_train_step(implementation, batch):
     else:  # the same summed gradient as plain Keras
         check_update(after["trunk_1"], before["trunk_1"], summed)
     return train_step(model, xb, yb)
-
-
-def rotated(items, k):
-    """`items` starting at index `k % len(items)`, so that no variant always runs first."""
-    k %= len(items)
-    return items[k:] + items[:k]
-
-
-@pytest.fixture(scope="module")
-def steps():
-    """Each variant's train step, built on first use and kept for its later blocks."""
-    return {}
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ Run with `KERAS_BACKEND=<backend> pytest benchmarks/ --benchmark-only`.
 import keras
 import numpy as np
 import pytest
-from harness import BACKEND, to_backend, train_step
+from harness import BACKEND, rotated, to_backend, train_step
 
 import keras_lossplus
 from keras_lossplus.layers import L1Penalty
@@ -104,20 +104,8 @@ def checked_train_step(implementation, batch):
     return train_step(model, x, y)
 
 
-def rotated(items, k):
-    """`items` starting at index `k % len(items)`, so that no variant always runs first."""
-    k %= len(items)
-    return items[k:] + items[:k]
-
-
-@pytest.fixture(scope="module")
-def steps():
-    """Each variant's train step, built on first use and kept for its later blocks."""
-    return {}
-
-
 @pytest.mark.parametrize(
-    "block, implementation", [(b, i) for b in range(BLOCKS) for i in rotated(list(VARIANTS), b)],
+    "block, implementation", [(b, i) for b in range(BLOCKS) for i in rotated(VARIANTS, b)],
     ids=str,
 )
 def test_l1_train_step(benchmark, mlp_batch, steps, block, implementation):
