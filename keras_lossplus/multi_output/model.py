@@ -165,7 +165,8 @@ class MultiOutputTraining:
         targets are zeroed and each output's prediction carries a Keras mask
         of its labelled samples (applied by Keras' mean metrics, weighted or
         not)."""
-        y, y_pred = self._labelled_targets(y, y_pred)
+        if self._compile_metrics is not None:  # nothing reads the targets otherwise
+            y, y_pred = self._labelled_targets(y, y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _labelled_targets(self, y: Any, y_pred: Any):

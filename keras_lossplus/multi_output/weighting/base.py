@@ -65,6 +65,10 @@ class WeightingStrategy(keras.layers.Layer):
     def create_state(self, num_tasks: int) -> None:
         """Create the strategy's variables; none by default."""
 
+    def state_weight(self, name: str, shape: tuple) -> keras.Variable:
+        """A non-trainable float state variable starting at 0."""
+        return self.add_weight(shape=shape, initializer="zeros", name=name, trainable=False)
+
     def prior_tensor(self) -> Tensor:
         return ops.convert_to_tensor(self.prior, dtype="float32")
 

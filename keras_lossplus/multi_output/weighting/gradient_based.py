@@ -72,7 +72,7 @@ class GradNorm(GradientStrategy):
         self.task_weights = self.add_weight(
             shape=(num_tasks,), initializer=keras.initializers.Constant(self.prior), name="task_weights", trainable=False
         )
-        self.initial_losses = self.add_weight(shape=(num_tasks,), initializer="zeros", name="initial_losses", trainable=False)
+        self.initial_losses = self.state_weight("initial_losses", (num_tasks,))
 
     def loss_weights(self, losses: Tensor, training: bool = True) -> Tuple[Tensor, Tensor]:
         return ops.copy(ops.cast(self.task_weights, "float32")), ops.zeros((), "float32")

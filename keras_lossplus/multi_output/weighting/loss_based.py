@@ -135,12 +135,9 @@ class DWA(WeightingStrategy):
         self.temperature = check_number("temperature", temperature, low=0.0, low_open=True)
 
     def create_state(self, num_tasks: int) -> None:
-        def state(name: str, shape: tuple) -> keras.Variable:
-            return self.add_weight(shape=shape, initializer="zeros", name=name, trainable=False)
-
-        self.last_losses = state("last_losses", (num_tasks,))
-        self.previous_losses = state("previous_losses", (num_tasks,))
-        self.epochs_seen = state("epochs_seen", ())
+        self.last_losses = self.state_weight("last_losses", (num_tasks,))
+        self.previous_losses = self.state_weight("previous_losses", (num_tasks,))
+        self.epochs_seen = self.state_weight("epochs_seen", ())
 
     def loss_weights(self, losses: Tensor, training: bool = True) -> Tuple[Tensor, Tensor]:
         last = ops.cast(self.last_losses, "float32")
@@ -240,13 +237,10 @@ class FAMO(WeightingStrategy):
         self.epsilon = check_number("epsilon", epsilon, low=0.0, low_open=True)
 
     def create_state(self, num_tasks: int) -> None:
-        def state(name: str, shape: tuple) -> keras.Variable:
-            return self.add_weight(shape=shape, initializer="zeros", name=name, trainable=False)
-
-        self.logits = state("logits", (num_tasks,))
-        self.adam_m = state("adam_m", (num_tasks,))
-        self.adam_v = state("adam_v", (num_tasks,))
-        self.adam_steps = state("adam_steps", ())
+        self.logits = self.state_weight("logits", (num_tasks,))
+        self.adam_m = self.state_weight("adam_m", (num_tasks,))
+        self.adam_v = self.state_weight("adam_v", (num_tasks,))
+        self.adam_steps = self.state_weight("adam_steps", ())
 
     def _shifted(self, losses: Tensor) -> Tensor:
         return self.prior_tensor() * ops.cast(losses, "float32") + self.epsilon
