@@ -285,3 +285,25 @@ def masked_mean(x: Tensor, mask: Tensor, axis: Optional[int] = None, keepdims: b
     total = ops.sum(x * weights, axis=axis, keepdims=keepdims)
     count = ops.sum(weights, axis=axis, keepdims=keepdims)
     return ops.divide_no_nan(total, count)
+
+
+def paired_distances(x: Tensor, y: Tensor, metric: str = "euclidean") -> Tensor:
+    """Distances between matching rows of `x` and `y` (both `(..., D)`), with a
+    finite gradient between identical rows.
+
+    `metric` as in `pairwise_distances`; the cosine distance of a zero vector
+    to anything is 1.
+
+    Example:
+    >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [1.0, 1.0]])
+    >>> y = keras.ops.convert_to_tensor([[3.0, 4.0], [1.0, 1.0]])
+    >>> keras.ops.convert_to_numpy(paired_distances(x, y)).tolist()
+    [5.0, 0.0]
+    """
+    _check_metric(metric)
+    x = ops.convert_to_tensor(x)
+    y = ops.convert_to_tensor(y, dtype=x.dtype)
+    if metric == "cosine":
+        return ops.maximum(1.0 - ops.sum(l2_normalize(x) * l2_normalize(y), axis=-1), 0.0)
+    sq = ops.sum(ops.square(x - y), axis=-1)
+    return sq if metric == "squared_euclidean" else safe_sqrt(sq)

@@ -2,6 +2,7 @@
 # $VENV (default .venv) and install keras_lossplus into it with the extras
 # given as arguments.
 #   TORCH_SPEC  the torch requirement installed first when the extras need torch
+#               (the test and bench extras do, through pytorch-metric-learning)
 #               (default torch==2.13.0, whose CPU-only wheel keeps the install small
 #               on machines that provide it; set TORCH_SPEC=torch for any build)
 VENV=${VENV:-.venv}
@@ -12,7 +13,7 @@ fi
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
 case "$1" in
-  *all*|*torch*) "$PY" -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}" ;;
+  *all*|*torch*|*test*|*bench*) "$PY" -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}" ;;
 esac
 "$PY" -m pip install -q --disable-pip-version-check -e ".[$1]"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}

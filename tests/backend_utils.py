@@ -46,7 +46,10 @@ def value_and_grad(f: Callable, x: np.ndarray):
 
 
 def xla_compile(f: Callable) -> Callable:
-    """`jax.jit` on JAX, `tf.function(jit_compile=True)` on TensorFlow."""
+    """`jax.jit` on JAX, `tf.function(jit_compile=True)` on TensorFlow
+    (without autograph: the losses need none, and autograph's conversion
+    cache was seen to hand back another method's conversion, `__repr__` for
+    `Loss.__call__`, after hundreds of tests in one process)."""
     if BACKEND == "jax":
         import jax
 
@@ -54,7 +57,7 @@ def xla_compile(f: Callable) -> Callable:
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(f, jit_compile=True)
+        return tf.function(f, jit_compile=True, autograph=False)
     raise NotImplementedError(f"no XLA compilation on the {BACKEND} backend")
 
 

@@ -7,6 +7,7 @@ it on first use so that only the installed backend is ever imported.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any
@@ -37,3 +38,23 @@ def multi_task_train_step(model: Any, *args: Any) -> Any:
     needs per-task gradients or the losses after the step: `(data)` on
     TensorFlow and torch, `(state, data)` on JAX, like `Model.train_step`."""
     return _module().multi_task_train_step(model, *args)
+
+
+def compiled_on_jax(fn: Any) -> Any:
+    """Decorate an in-batch loss function `fn(y_true, y_pred, ...,
+    sample_weight=None)` so that on JAX it runs as one `jax.jit` function,
+    cached per set of (hashable) options.
+
+    Outside a compiled step JAX runs operations one by one and compiles every
+    `lax.while_loop` again at each call (its body is a new closure each time);
+    the cached compilation makes eager calls (and `jax.grad` of them) fast.
+    Under `jit` the inner function is inlined, and on the other backends `fn`
+    runs as it is."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if keras.backend.backend() != "jax":
+            return fn(*args, **kwargs)
+        return _module().call_compiled(fn, *args, **kwargs)
+
+    return wrapper

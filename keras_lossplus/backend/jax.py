@@ -1,5 +1,7 @@
 """JAX specifics."""
 
+import functools
+import inspect
 from typing import Any
 
 import jax
@@ -73,3 +75,28 @@ def multi_task_train_step(model: Any, state: Any, data: Any) -> Any:
             strategy.after_step(losses, new_values[:num_tasks])
         non_trainable = _current(scope, model.non_trainable_variables, non_trainable)
     return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+
+_TENSORS = ("y_true", "y_pred", "sample_weight")
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(fn: Any, static: tuple) -> Any:
+    return jax.jit(fn, static_argnames=static)
+
+
+def call_compiled(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` through a cached `jax.jit` whose static
+    arguments are all of `fn`'s options (everything but the tensors); falls
+    back to a plain call when an option is not hashable (a tensor margin)."""
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    tensors = {k: v for k, v in bound.arguments.items() if k in _TENSORS}
+    options = {k: v for k, v in bound.arguments.items() if k not in _TENSORS}
+    try:
+        hash(tuple(options.values()))
+    except TypeError:
+        return fn(*args, **kwargs)
+    if any(isinstance(v, keras.KerasTensor) for v in tensors.values()):
+        return fn(*args, **kwargs)
+    tensors = {k: v if v is None else keras.ops.convert_to_tensor(v) for k, v in tensors.items()}
+    return _jitted(fn, tuple(sorted(options)))(**tensors, **options)

@@ -20,7 +20,14 @@ from keras_lossplus.layers.penalties import (
 )
 from keras_lossplus.layers.sampling import GaussianSampling, gaussian_kl
 
+from keras_lossplus.layers.heads import ArcFace, CosFace, ProxyAnchor, ProxyNCA, SubCenterArcFace
+
 __all__ = [
+    "ArcFace",
+    "CosFace",
+    "ProxyAnchor",
+    "ProxyNCA",
+    "SubCenterArcFace",
     "CenterPenalty",
     "DecorrelationPenalty",
     "ElasticNetPenalty",

@@ -36,6 +36,11 @@ REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "
 # --------------------------------------------------------------------------- validation
 
 
+def register(cls: type) -> type:
+    """Register a loss class for saving under the `keras_lossplus` package."""
+    return keras.saving.register_keras_serializable(package="keras_lossplus")(cls)
+
+
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
     """Raise `ValueError` naming `name` unless `value` is one of `allowed`."""
     if value not in allowed:

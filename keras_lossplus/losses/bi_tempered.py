@@ -14,7 +14,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs
+from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs, register
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any
@@ -179,7 +179,7 @@ def bi_tempered_logistic_loss(
     return ops.sum(first - second, axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="keras_lossplus")
+@register
 class BiTemperedLogisticLoss(LossPlus):
     """Bi-tempered logistic loss (Amid et al., 2019): a drop-in replacement
     for softmax cross-entropy that is robust to label noise.

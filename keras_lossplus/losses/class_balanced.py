@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lossplus.losses.base import BatchLoss, LossPlus, check_number, prepare_inputs
+from keras_lossplus.losses.base import BatchLoss, LossPlus, check_number, prepare_inputs, register
 
 Tensor = Any
 
@@ -126,7 +126,7 @@ def class_balanced_loss(
     return ops.cast(values, y_pred.dtype) * w
 
 
-@keras.saving.register_keras_serializable(package="keras_lossplus")
+@register
 class ClassBalancedLoss(LossPlus):
     """Class-balanced wrapper (Cui et al., 2019) for any per-sample loss of
     keras_lossplus or Keras.

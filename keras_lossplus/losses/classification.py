@@ -19,6 +19,7 @@ from keras_lossplus.losses.base import (
     check_choice,
     check_number,
     prepare_inputs,
+    register,
     to_float_list,
 )
 from keras_lossplus.ops import safe_pow
@@ -29,10 +30,6 @@ Alpha = Union[None, float, Sequence[float]]
 FOCAL_MODES = ("binary", "multiclass", "multilabel")
 F_BETA_AVERAGES = ("micro", "macro")
 _EPSILON = 1e-7  # keras.backend.epsilon(): the clip Keras' losses apply to probabilities
-
-
-def _register(cls):
-    return keras.saving.register_keras_serializable(package="keras_lossplus")(cls)
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -195,7 +192,7 @@ def focal_loss(
     return ops.mean(loss, axis=-1)
 
 
-@_register
+@register
 class FocalLoss(LossPlus):
     """Focal loss (Lin et al., 2017) with per-class `alpha`, for binary,
     multi-label and multi-class outputs.
@@ -296,7 +293,7 @@ def poly_loss(
     return ce + epsilon * ops.sum(y_true * (1.0 - p), axis=-1)
 
 
-@_register
+@register
 class PolyLoss(LossPlus):
     """Poly-1 loss (Leng et al., 2022) for softmax classification.
 
@@ -423,7 +420,7 @@ def asymmetric_loss(
     return -ops.mean(loss, axis=-1)
 
 
-@_register
+@register
 class AsymmetricLoss(LossPlus):
     """Asymmetric loss (ASL) for multi-label classification
     (Ridnik et al., 2021).
@@ -551,7 +548,7 @@ def f_beta_loss(
     return 1.0 - ops.mean(f)
 
 
-@_register
+@register
 class FBetaLoss(BatchLoss):
     """`1 - soft F-beta` over the batch: trade precision against recall
     directly in training.

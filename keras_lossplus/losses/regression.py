@@ -13,14 +13,10 @@ from typing import Any, Optional, Sequence, Union
 import keras
 from keras import ops
 
-from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs, to_float_list
+from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs, register, to_float_list
 
 Tensor = Any
 Quantiles = Union[float, Sequence[float]]
-
-
-def _register(cls):
-    return keras.saving.register_keras_serializable(package="keras_lossplus")(cls)
 
 
 def _check_quantiles(quantiles: Any) -> Union[float, list]:
@@ -82,7 +78,7 @@ def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> 
     return ops.mean(ops.maximum(tau * delta, (tau - 1.0) * delta), axis=-1)
 
 
-@_register
+@register
 class PinballLoss(LossPlus):
     """Pinball (quantile) loss for one quantile or several at once.
 
@@ -144,7 +140,7 @@ def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> T
     return ops.mean(ops.sqrt(ops.square(y_true - y_pred) + epsilon * epsilon), axis=-1)
 
 
-@_register
+@register
 class CharbonnierLoss(LossPlus):
     """Charbonnier loss `sqrt((y - y_hat)^2 + epsilon^2)`, a differentiable L1.
 
@@ -213,7 +209,7 @@ def tukey_biweight_loss(y_true: Tensor, y_pred: Tensor, c: float = 4.685) -> Ten
     return ops.mean((c * c / 6.0) * (1.0 - one_minus * one_minus * one_minus), axis=-1)
 
 
-@_register
+@register
 class TukeyBiweightLoss(LossPlus):
     """Tukey's biweight loss: quadratic-like for small residuals, constant
     (zero gradient) beyond `c`, so gross outliers stop pulling the fit.
@@ -308,7 +304,7 @@ def general_adaptive_loss(
     return ops.mean(loss, axis=-1)
 
 
-@_register
+@register
 class GeneralAdaptiveLoss(LossPlus):
     """Barron's general robust loss: one `alpha` moves between L2 (2),
     pseudo-Huber (1), Cauchy (0), Geman-McClure (-2) and Welsch (-inf).

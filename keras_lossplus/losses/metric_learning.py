@@ -1,0 +1,509 @@
+"""Triplet, quadruplet and contrastive losses for learning embeddings.
+
+The in-batch losses take integer labels `y_true` of shape `(B,)` or `(B, 1)`
+and embeddings `y_pred` of shape `(B, D)`, mine their pairs or triplets inside
+the batch with `O(B^2)` memory (`chunk_size` rows at a time when given), and
+return one scalar: the mean over the valid anchors (those with a positive and
+a negative in the batch), each anchor weighted by its `sample_weight`. A batch
+without a valid anchor gives 0 with gradient 0 (see
+`keras_lossplus.losses.mining`).
+
+With `mining="none"`, `TripletLoss` and `QuadrupletLoss` take explicit tuples
+concatenated on the last axis instead (the classic Keras recipe) and behave
+like any per-sample Keras loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import keras
+from keras import ops
+
+from keras_lossplus.backend import compiled_on_jax
+from keras_lossplus.losses.base import BatchLoss, LossPlus, check_choice, check_number, prepare_inputs, register
+from keras_lossplus.losses.mining import (
+    all_triplets,
+    anchor_mean,
+    check_chunk_size,
+    check_options,
+    embedding_inputs,
+    hard_triplets,
+    hardest,
+    hinge_or_softplus,
+    mined_loss,
+    per_anchor,
+    safe_ratio,
+    semihard_triplets,
+    split_columns,
+)
+from keras_lossplus.ops import l2_normalize, masked_min, paired_distances
+
+Tensor = Any
+
+TRIPLET_MINING = ("semihard", "hard", "all", "none")
+QUADRUPLET_MINING = ("hard", "none")
+_BIG = 3.0e38
+
+
+class _EmbeddingLoss(BatchLoss):
+    """A batch-level loss whose `mining="none"` form is an ordinary per-sample
+    loss: Keras' own reduction, `sample_weight` and mask rules apply to it."""
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        if self._options.get("mining") == "none":
+            return LossPlus.__call__(self, y_true, y_pred, sample_weight=sample_weight)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+
+def _explicit(y_pred: Any, parts: int, layout: str, distance: str, normalize: bool) -> list:
+    columns = split_columns(y_pred, parts, layout)
+    return [l2_normalize(c) for c in columns] if normalize else columns
+
+
+def _weighted(loss: Tensor, sample_weight: Any) -> Tensor:
+    if sample_weight is None:
+        return loss
+    return loss * ops.reshape(ops.cast(sample_weight, loss.dtype), ops.shape(loss))
+
+
+# --------------------------------------------------------------------------- triplet
+
+
+@compiled_on_jax
+def triplet_loss(
+    y_true: Tensor,
+    y_pred: Tensor,
+    margin: float = 1.0,
+    mining: str = "semihard",
+    distance: str = "euclidean",
+    soft: bool = False,
+    normalize: bool = False,
+    chunk_size: Optional[int] = None,
+    sample_weight: Optional[Tensor] = None,
+) -> Tensor:
+    r"""Triplet loss with in-batch mining.
+
+    $$\ell(a, p, n) = \max(d_{ap} - d_{an} + m,\ 0) \quad\text{or, with }
+      \texttt{soft=True},\quad \log(1 + e^{d_{ap} - d_{an}})$$
+
+    * `"semihard"` (FaceNet; tensorflow-addons `TripletSemiHardLoss`): every
+      anchor-positive pair with its semi-hard negative (the closest negative
+      farther than the positive, else the farthest negative); the mean over
+      the pairs.
+    * `"hard"` (batch-hard; tensorflow-addons `TripletHardLoss`): each
+      anchor's farthest positive and closest negative; the mean over anchors.
+    * `"all"` (batch-all; pytorch-metric-learning `TripletMarginLoss` with an
+      un-normalized L2 distance): every valid triplet; the mean over the
+      triplets with a positive loss (over all of them with `soft=True`).
+    * `"none"`: `y_pred` holds explicit triplets `[anchor | positive |
+      negative]` concatenated on the last axis, `y_true` is ignored, and the
+      result is one value per triplet.
+
+    Anchors without a positive or without a negative in the batch are left
+    out; a batch without any valid anchor gives 0 (tensorflow-addons gives
+    NaN, or a positive loss for a batch of one class). No `B x B x B` tensor
+    is built: the memory is `O(B^2)`, or `O(chunk_size * B)`.
+
+    Args:
+        y_true: Integer labels `(B,)` or `(B, 1)`.
+        y_pred: Embeddings `(B, D)` (`(B, 3 D)` with `mining="none"`).
+        margin: Margin `m >= 0` (not used with `soft=True`, as in
+            tensorflow-addons).
+        mining: `"semihard"`, `"hard"`, `"all"` or `"none"`.
+        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        soft: Use the soft margin `softplus(d_ap - d_an)` (Hermans et al.).
+        normalize: L2-normalize the embeddings first.
+        chunk_size: Compute the `B x B` work in blocks of this many anchors.
+        sample_weight: Optional `(B,)` weights of the anchors (of the
+            triplets with `mining="none"`).
+
+    Returns:
+        A scalar (one value per triplet with `mining="none"`).
+
+    Reference:
+        Schroff et al., "FaceNet: A Unified Embedding for Face Recognition and
+        Clustering", CVPR 2015; Hermans et al., "In Defense of the Triplet Loss
+        for Person Re-Identification", 2017.
+
+    Example:
+    >>> labels = [0, 0, 1, 1]
+    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]
+    >>> round(float(triplet_loss(labels, emb, margin=1.0, mining="hard")), 4)
+    0.6464
+    """
+    check_choice("mining", mining, TRIPLET_MINING)
+    check_options(distance, margin=margin)
+    chunk_size = check_chunk_size(chunk_size)
+    shift = 0.0 if soft else float(margin)
+    if mining == "none":
+        a, p, n = _explicit(y_pred, 3, "[anchor | positive | negative]", distance, normalize)
+        t = paired_distances(a, p, distance) - paired_distances(a, n, distance) + shift
+        return _weighted(hinge_or_softplus(t, soft)[0], sample_weight)
+    labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
+    miner = {"semihard": semihard_triplets, "hard": hard_triplets, "all": all_triplets}[mining]
+
+    def block(rows):
+        return mined_loss(rows, labels, miner, distance, shift, soft)
+
+    return safe_ratio(*per_anchor(embeddings, labels, chunk_size, block, sample_weight))
+
+
+@register
+class TripletLoss(_EmbeddingLoss):
+    """Triplet loss with semi-hard, hard, all or explicit triplets.
+
+    See `triplet_loss`. `TripletLoss(margin=1.0)` is tensorflow-addons'
+    `TripletSemiHardLoss()`, `TripletLoss(mining="hard", soft=True)` its
+    `TripletHardLoss(soft=True)`, `TripletLoss(margin=0.05, mining="all")`
+    pytorch-metric-learning's `TripletMarginLoss()` on un-normalized L2
+    distances (add `normalize=True` for its default `LpDistance`).
+
+    Args:
+        margin, mining, distance, soft, normalize, chunk_size: See
+            `triplet_loss`.
+        reduction, name, dtype: As for every `keras.losses.Loss` (the in-batch
+            forms return one scalar for every reduction).
+
+    Reference:
+        Schroff et al., "FaceNet", CVPR 2015; Hermans et al., "In Defense of
+        the Triplet Loss for Person Re-Identification", 2017.
+
+    Example:
+    >>> loss = TripletLoss(margin=1.0, mining="semihard")
+    >>> labels = [0, 0, 1, 1]
+    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]
+    >>> round(float(loss(labels, emb)), 4)
+    0.2929
+    """
+
+    fn = staticmethod(triplet_loss)
+
+    def __init__(
+        self,
+        margin: float = 1.0,
+        mining: str = "semihard",
+        distance: str = "euclidean",
+        soft: bool = False,
+        normalize: bool = False,
+        chunk_size: Optional[int] = None,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "triplet_loss",
+        dtype: Any = None,
+    ) -> None:
+        check_choice("mining", mining, TRIPLET_MINING)
+        check_options(distance, margin=margin)
+        super().__init__(
+            reduction=reduction, name=name, dtype=dtype, margin=float(margin), mining=mining,
+            distance=distance, soft=bool(soft), normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+        )
+
+
+# --------------------------------------------------------------------------- quadruplet
+
+
+def _nearest_other_classes(labels: Tensor, distance: str) -> Any:
+    """Per row `k`: the closest sample of another class (`m1`, its label
+    `c1`) and the closest of a third class (`m2`), with whether they exist."""
+
+    def block(rows):
+        d = rows.distances(distance)
+        filled = ops.where(rows.neg, ops.stop_gradient(d), ops.full_like(d, _BIG))
+        c1 = ops.take(labels, ops.argmin(filled, axis=1))
+        third = ops.logical_and(rows.neg, ops.not_equal(ops.expand_dims(labels, 0), ops.expand_dims(c1, 1)))
+        return (
+            masked_min(d, rows.neg, axis=1), c1, masked_min(d, third, axis=1),
+            ops.any(rows.neg, axis=1), ops.any(third, axis=1),
+        )
+
+    return block
+
+
+@compiled_on_jax
+def quadruplet_loss(
+    y_true: Tensor,
+    y_pred: Tensor,
+    margin1: float = 1.0,
+    margin2: float = 0.5,
+    mining: str = "hard",
+    distance: str = "euclidean",
+    normalize: bool = False,
+    chunk_size: Optional[int] = None,
+    sample_weight: Optional[Tensor] = None,
+) -> Tensor:
+    r"""Quadruplet loss (Chen et al. 2017) with batch-hard mining.
+
+    $$\ell = [d_{ap} - d_{an} + m_1]_+ + [d_{ap} - d_{kl} + m_2]_+$$
+
+    where `(k, l)` is a negative pair whose labels differ from each other and
+    from the anchor's. With `mining="hard"`, per anchor: its farthest
+    positive, its closest negative and the closest such pair in the batch
+    (found in `O(B^2)`: each sample's nearest sample of another class and of
+    a third class); the mean over the valid anchors. The second term is 0 for
+    an anchor when the batch has fewer than three classes. With
+    `mining="none"`, `y_pred` holds `[anchor | positive | negative1 |
+    negative2]` and `(k, l) = (negative1, negative2)`, one value per
+    quadruplet.
+
+    Args:
+        y_true: Integer labels `(B,)` or `(B, 1)`.
+        y_pred: Embeddings `(B, D)` (`(B, 4 D)` with `mining="none"`).
+        margin1: Margin of the anchor-negative term, `>= 0`.
+        margin2: Margin of the negative-pair term, `>= 0`.
+        mining: `"hard"` or `"none"`.
+        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        normalize: L2-normalize the embeddings first.
+        chunk_size: Compute the `B x B` work in blocks of this many anchors.
+        sample_weight: Optional `(B,)` weights of the anchors.
+
+    Returns:
+        A scalar (one value per quadruplet with `mining="none"`).
+
+    Reference:
+        Chen et al., "Beyond triplet loss: a deep quadruplet network for
+        person re-identification", CVPR 2017.
+
+    Example:
+    >>> labels = [0, 0, 1, 2]
+    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
+    >>> round(float(quadruplet_loss(labels, emb, mining="hard")), 4)
+    0.7929
+    """
+    check_choice("mining", mining, QUADRUPLET_MINING)
+    check_options(distance, margin1=margin1, margin2=margin2)
+    chunk_size = check_chunk_size(chunk_size)
+    if mining == "none":
+        a, p, n1, n2 = _explicit(y_pred, 4, "[anchor | positive | negative1 | negative2]", distance, normalize)
+        d_ap = paired_distances(a, p, distance)
+        loss = ops.relu(d_ap - paired_distances(a, n1, distance) + margin1)
+        loss = loss + ops.relu(d_ap - paired_distances(n1, n2, distance) + margin2)
+        return _weighted(loss, sample_weight)
+    labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
+    stats = _nearest_other_classes(labels, distance)
+    m1, c1, m2, has1, has2 = per_anchor(embeddings, labels, chunk_size, stats)
+
+    def block(rows):
+        d = rows.distances(distance)
+        d_ap, d_an = hardest(rows, d)
+        own = ops.expand_dims(rows.row(labels), 1)
+        first_ok = ops.not_equal(ops.expand_dims(c1, 0), own)
+        pair = ops.where(first_ok, ops.expand_dims(m1, 0), ops.expand_dims(m2, 0))
+        exists = ops.where(first_ok, ops.expand_dims(has1, 0), ops.expand_dims(has2, 0))
+        allowed = ops.logical_and(rows.neg, exists)
+        d_kl = masked_min(pair + ops.zeros_like(d), allowed, axis=1)
+        second = ops.where(ops.any(allowed, axis=1), ops.relu(d_ap - d_kl + margin2), ops.zeros_like(d_ap))
+        return ops.relu(d_ap - d_an + margin1) + second, ops.ones_like(d_ap), rows.valid
+
+    return anchor_mean(*per_anchor(embeddings, labels, chunk_size, block), sample_weight)
+
+
+@register
+class QuadrupletLoss(_EmbeddingLoss):
+    """Quadruplet loss: a triplet term plus a term pushing apart negative
+    pairs that do not involve the anchor.
+
+    See `quadruplet_loss`.
+
+    Args:
+        margin1, margin2, mining, distance, normalize, chunk_size: See
+            `quadruplet_loss`.
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Chen et al., "Beyond triplet loss: a deep quadruplet network for
+        person re-identification", CVPR 2017.
+
+    Example:
+    >>> loss = QuadrupletLoss(margin1=1.0, margin2=0.5)
+    >>> round(float(loss([0, 0, 1, 2], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
+    0.7929
+    """
+
+    fn = staticmethod(quadruplet_loss)
+
+    def __init__(
+        self,
+        margin1: float = 1.0,
+        margin2: float = 0.5,
+        mining: str = "hard",
+        distance: str = "euclidean",
+        normalize: bool = False,
+        chunk_size: Optional[int] = None,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "quadruplet_loss",
+        dtype: Any = None,
+    ) -> None:
+        check_choice("mining", mining, QUADRUPLET_MINING)
+        check_options(distance, margin1=margin1, margin2=margin2)
+        super().__init__(
+            reduction=reduction, name=name, dtype=dtype, margin1=float(margin1), margin2=float(margin2),
+            mining=mining, distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+        )
+
+
+# --------------------------------------------------------------------------- contrastive
+
+
+def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Tensor:
+    r"""Contrastive loss of pairs given their distance (tensorflow-addons).
+
+    $$\ell = y\, d^2 + (1 - y) \max(m - d, 0)^2$$
+
+    Args:
+        y_true: 1 for a similar pair, 0 for a dissimilar one.
+        y_pred: The pairs' distances, `>= 0`, same shape as `y_true`.
+        margin: Margin `m >= 0`.
+
+    Returns:
+        The loss per pair (element-wise).
+
+    Reference:
+        Hadsell, Chopra & LeCun, "Dimensionality Reduction by Learning an
+        Invariant Mapping", CVPR 2006; tensorflow-addons `contrastive_loss`.
+
+    Example:
+    >>> keras.ops.convert_to_numpy(contrastive_loss([1.0, 0.0], [0.5, 0.25])).tolist()
+    [0.25, 0.5625]
+    """
+    margin = check_number("margin", margin, low=0.0)
+    y_true, y_pred = prepare_inputs(y_true, y_pred)
+    if len(y_true.shape) == len(y_pred.shape) + 1 and y_true.shape[-1] == 1:
+        y_true = ops.squeeze(y_true, -1)
+    elif len(y_pred.shape) == len(y_true.shape) + 1 and y_pred.shape[-1] == 1:
+        y_pred = ops.squeeze(y_pred, -1)
+    return y_true * ops.square(y_pred) + (1.0 - y_true) * ops.square(ops.relu(margin - y_pred))
+
+
+@register
+class ContrastiveLoss(LossPlus):
+    """Contrastive loss of pairs given their distance.
+
+    See `contrastive_loss`; the same as tensorflow-addons' `ContrastiveLoss`.
+
+    Args:
+        margin: Margin `>= 0`.
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Hadsell, Chopra & LeCun, CVPR 2006.
+
+    Example:
+    >>> round(float(ContrastiveLoss(margin=1.0)([1.0, 0.0], [0.5, 0.25])), 4)
+    0.4062
+    """
+
+    fn = staticmethod(contrastive_loss)
+
+    def __init__(
+        self,
+        margin: float = 1.0,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "contrastive_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction=reduction, name=name, dtype=dtype, margin=check_number("margin", margin, low=0.0))
+
+
+@compiled_on_jax
+def batch_contrastive_loss(
+    y_true: Tensor,
+    y_pred: Tensor,
+    pos_margin: float = 0.0,
+    neg_margin: float = 1.0,
+    distance: str = "euclidean",
+    normalize: bool = False,
+    chunk_size: Optional[int] = None,
+    sample_weight: Optional[Tensor] = None,
+) -> Tensor:
+    r"""Contrastive loss over every pair of the batch, pairs defined by labels.
+
+    $$\ell = \operatorname{mean}_{(a,p):\, d_{ap} > m_+} (d_{ap} - m_+)
+      + \operatorname{mean}_{(a,n):\, d_{an} < m_-} (m_- - d_{an})$$
+
+    Each mean runs over the pairs with a non-zero term (pytorch-metric-learning's
+    `ContrastiveLoss` with its default reducer), pairs weighted by their
+    anchor's weight, anchors without a positive or a negative left out.
+
+    Args:
+        y_true: Integer labels `(B,)` or `(B, 1)`.
+        y_pred: Embeddings `(B, D)`.
+        pos_margin: Positive pairs closer than this cost nothing.
+        neg_margin: Negative pairs farther than this cost nothing.
+        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        normalize: L2-normalize the embeddings first.
+        chunk_size: Compute the `B x B` work in blocks of this many anchors.
+        sample_weight: Optional `(B,)` weights of the anchors.
+
+    Returns:
+        A scalar.
+
+    Reference:
+        Hadsell, Chopra & LeCun, CVPR 2006; pytorch-metric-learning
+        `ContrastiveLoss`.
+
+    Example:
+    >>> labels = [0, 0, 1, 1]
+    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
+    >>> round(float(batch_contrastive_loss(labels, emb)), 4)
+    1.5
+    """
+    check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
+    chunk_size = check_chunk_size(chunk_size)
+    labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
+
+    def block(rows):
+        d = rows.distances(distance)
+        zeros = ops.zeros_like(d)
+        pos_t, neg_t = d - pos_margin, neg_margin - d
+        pos_on = ops.logical_and(rows.pos, pos_t > 0)
+        neg_on = ops.logical_and(rows.neg, neg_t > 0)
+        return (
+            ops.sum(ops.where(pos_on, pos_t, zeros), axis=1), ops.sum(ops.cast(pos_on, d.dtype), axis=1),
+            ops.sum(ops.where(neg_on, neg_t, zeros), axis=1), ops.sum(ops.cast(neg_on, d.dtype), axis=1),
+            rows.valid,
+        )
+
+    pos_sum, pos_n, neg_sum, neg_n, valid = per_anchor(embeddings, labels, chunk_size, block)
+    return anchor_mean(pos_sum, pos_n, valid, sample_weight) + anchor_mean(neg_sum, neg_n, valid, sample_weight)
+
+
+@register
+class BatchContrastiveLoss(BatchLoss):
+    """Contrastive loss over all in-batch pairs, positives and negatives from
+    the labels.
+
+    See `batch_contrastive_loss`; pytorch-metric-learning's
+    `ContrastiveLoss(pos_margin, neg_margin)` on un-normalized L2 distances.
+
+    Args:
+        pos_margin, neg_margin, distance, normalize, chunk_size: See
+            `batch_contrastive_loss`.
+        reduction, name, dtype: As for every `keras.losses.Loss`.
+
+    Reference:
+        Hadsell, Chopra & LeCun, CVPR 2006.
+
+    Example:
+    >>> loss = BatchContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
+    >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
+    1.5
+    """
+
+    fn = staticmethod(batch_contrastive_loss)
+
+    def __init__(
+        self,
+        pos_margin: float = 0.0,
+        neg_margin: float = 1.0,
+        distance: str = "euclidean",
+        normalize: bool = False,
+        chunk_size: Optional[int] = None,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = "batch_contrastive_loss",
+        dtype: Any = None,
+    ) -> None:
+        check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
+        super().__init__(
+            reduction=reduction, name=name, dtype=dtype, pos_margin=float(pos_margin), neg_margin=float(neg_margin),
+            distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+        )
