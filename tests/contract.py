@@ -30,10 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import keras
@@ -41,6 +37,7 @@ import numpy as np
 import pytest
 
 from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, value_and_grad, with_mask, xla_compile
+from tests.fresh_load import load_in_fresh_process
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -264,14 +261,7 @@ def contract_suite(cases: list, fit_ids: Any = None) -> type:
                 model.save(folder / f"{case.id}.keras")
                 np.savez(folder / f"{case.id}.npz", x=x, y=y)
                 fitted[case.id] = (losses, value, case.make().get_config())
-            env = dict(os.environ, KERAS_BACKEND=BACKEND)
-            root = Path(__file__).resolve().parent.parent
-            out = subprocess.run(
-                [sys.executable, str(root / "tests" / "fresh_load.py"), str(folder)],
-                capture_output=True, text=True, env=env, cwd=root, check=False,
-            )
-            assert out.returncode == 0, out.stderr[-3000:]
-            return fitted, json.loads(out.stdout.strip().splitlines()[-1])
+            return fitted, load_in_fresh_process(folder)
 
         @each_fitted
         def test_fit_then_load_in_fresh_process(self, case, fitted_and_reloaded):

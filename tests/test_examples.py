@@ -13,7 +13,7 @@ import pytest
 from tests.backend_utils import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN_TEST = {"multi_task.py", "metric_learning.py"}  # run in their quick modes by their own tests below
+OWN_TEST = {"multi_task.py", "metric_learning.py", "segmentation.py"}  # run in their quick modes by their own tests below
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TEST)
 
 if BACKEND == "jax":
@@ -66,3 +66,17 @@ if BACKEND == "jax":
         # so the margin asked of a 10-epoch run is modest; the untrained network is far below
         assert trained >= rows["random projection (Gaussian)"] + 0.01, rows
         assert trained >= rows["untrained network"] + 0.05, rows
+
+    def test_segmentation_example(tmp_path):
+        env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+        script = ROOT / "examples" / "segmentation.py"
+        out = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
+                             text=True, cwd=ROOT, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "keras_lossplus" in out.stdout
+        assert (tmp_path / "segmentation.png").stat().st_size > 10_000
+        # markdown rows: | name | IoU x 4 | mIoU | ...
+        miou = {m[1]: float(m[2]) for m in re.finditer(r"^\| ([^|]+?) \|(?: [\d.]+ \|){4} ([\d.]+) \|", out.stdout,
+                                                       re.MULTILINE)}
+        assert set(miou) == {"DiceFocalLoss", "(all background)"}, out.stdout
+        assert miou["DiceFocalLoss"] > miou["(all background)"] + 0.15, out.stdout

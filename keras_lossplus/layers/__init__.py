@@ -42,3 +42,9 @@ __all__ = [
     "gaussian_kl",
     "penalty_layers",
 ]
+
+# Output layers of the ordinal losses (`keras_lossplus.losses.ordinal`).
+from keras_lossplus.layers import ordinal as _ordinal  # noqa: E402
+from keras_lossplus.layers.ordinal import *  # noqa: E402,F401,F403
+
+__all__ += _ordinal.__all__

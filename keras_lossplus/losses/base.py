@@ -84,7 +84,10 @@ def check_number(
 
 def to_float_list(name: str, values: Iterable[Any]) -> list:
     """A JSON-friendly list of floats from a list, tuple or 1-D array."""
-    arr = np.asarray(values, dtype="float64")
+    try:
+        arr = np.asarray(values, dtype="float64")
+    except (TypeError, ValueError):
+        arr = np.zeros((0,))
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(
             f"Argument `{name}` must be a number or a non-empty 1-D list of numbers. "

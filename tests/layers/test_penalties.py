@@ -4,9 +4,6 @@ mixed precision, `training_only`, factors as variables, saving)."""
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +14,7 @@ import pytest
 import keras_lossplus as klp
 from keras_lossplus import layers as P
 from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy
+from tests.fresh_load import load_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -321,9 +319,6 @@ def test_models_with_penalties_save_and_load_in_a_fresh_process(tmp_path, rng):
         expected[case.id] = float(model.evaluate(x, y, batch_size=len(x), verbose=0))
         model.save(tmp_path / f"{case.id}.keras")
         np.savez(tmp_path / f"{case.id}.npz", x=x, y=y)
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "fresh_load.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, KERAS_BACKEND=BACKEND))
-    assert out.returncode == 0, out.stderr[-3000:]
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = load_in_fresh_process(tmp_path)
     for name, value in expected.items():
         np.testing.assert_allclose(loaded[name]["evaluate"], value, rtol=1e-5, err_msg=name)

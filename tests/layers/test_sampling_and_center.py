@@ -2,9 +2,6 @@
 centers as state updated in the compiled step)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -15,6 +12,7 @@ import keras_lossplus as klp
 from keras_lossplus import layers as P
 from keras_lossplus.schedules import CyclicalSchedule, LinearWarmup
 from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy
+from tests.fresh_load import load_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]
 JIT = BACKEND in XLA_BACKENDS
@@ -23,13 +21,6 @@ JIT = BACKEND in XLA_BACKENDS
 def ref_kl(mean, log_var):
     mean, log_var = np.asarray(mean, "float64"), np.asarray(log_var, "float64")
     return np.mean(-0.5 * np.sum(1 + log_var - mean**2 - np.exp(log_var), axis=-1))
-
-
-def _fresh_load(folder):
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "fresh_load.py"), str(folder)],
-                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, KERAS_BACKEND=BACKEND))
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ GaussianSampling
@@ -103,7 +94,7 @@ def test_sampling_with_a_schedule_saves_and_loads(tmp_path, rng):
     expected = float(model.evaluate(x, x, batch_size=len(x), verbose=0))
     model.save(tmp_path / "vae.keras")
     np.savez(tmp_path / "vae.npz", x=x, y=x)
-    loaded = _fresh_load(tmp_path)["vae"]
+    loaded = load_in_fresh_process(tmp_path)["vae"]
     np.testing.assert_allclose(loaded["evaluate"], expected, rtol=1e-5)
     config = model.get_layer("sampling").get_config()
     assert config["beta"]["class_name"] == "LinearWarmup"

@@ -110,7 +110,11 @@ CASES = [
     barron_case(4.0),
 ]
 
-TestContract = contract_suite(CASES)
+# the (slow) fit-save-reload check once per class; every case's config round
+# trip is checked by test_config_round_trip
+TestContract = contract_suite(
+    CASES, fit_ids={"pinball_three_quantiles", "charbonnier", "tukey", "barron_alpha_0.0"}
+)
 
 
 def test_pinball_single_quantile_equals_tfa_formula_and_half_mae(rng):

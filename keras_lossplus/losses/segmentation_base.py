@@ -1,0 +1,283 @@
+"""What every segmentation loss shares: argument checks, the layout of
+`y_true` / `y_pred` (modes, channels-first, ignored pixels), the soft
+confusion counts, pixel-wise cross-entropy, and the loss base class that
+switches between a per-image and a whole-batch loss.
+
+Layout, after `prepare`: everything is channels-last,
+
+* `raw`: `y_pred` as given (probabilities, or logits with `from_logits`),
+  shape `(B, *spatial, C)`;
+* `target`: the target as probabilities per channel, same shape (one-hot
+  for `"multiclass"`, 0/1 for `"binary"` / `"multilabel"`);
+* `valid`: 1 where a pixel (or, in `"multilabel"` mode, an entry) counts and
+  0 where its label is `ignore_index`, shape `(B, *spatial, 1)` or
+  `(B, *spatial, C)`, or `None` when nothing is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+from keras import ops
+
+from keras_lossplus import backend as klp_backend
+from keras_lossplus.losses.base import BatchLoss, LossPlus, check_choice, check_number, prepare_inputs
+from keras_lossplus.losses.classification import _sigmoid_terms, _softmax_terms
+from keras_lossplus.ops import safe_pow
+
+Tensor = Any
+
+MODES = ("binary", "multiclass", "multilabel")
+DATA_FORMATS = ("channels_last", "channels_first")
+EPS = 1e-7  # the floor of every overlap denominator (segmentation_models_pytorch's eps)
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def check_common(mode: str, ignore_index: Any, per_image: Any, data_format: str, smooth: Any) -> float:
+    """Validate the arguments every segmentation loss takes; return `smooth`."""
+    check_choice("mode", mode, MODES)
+    check_choice("data_format", data_format, DATA_FORMATS)
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
+        raise TypeError(f"Argument `ignore_index` must be an integer label or None. Received: ignore_index={ignore_index!r}")
+    if not isinstance(per_image, (bool, np.bool_)):
+        raise TypeError(f"Argument `per_image` must be True or False. Received: per_image={per_image!r}")
+    return check_number("smooth", smooth, low=0.0)
+
+
+def _check_shapes(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> None:
+    rank = len(y_pred.shape)
+    if rank not in (3, 4, 5):
+        raise ValueError(
+            "Segmentation losses take `y_pred` of shape (batch, *spatial, channels) with 1 to 3 "
+            f"spatial axes (rank 3 to 5; data_format={data_format!r}). Received y_pred.shape={tuple(y_pred.shape)}"
+        )
+    channels = y_pred.shape[-1] if data_format == "channels_last" else y_pred.shape[1]
+    if channels is not None:
+        if mode == "binary" and channels != 1:
+            raise ValueError(
+                f"mode='binary' needs one channel in `y_pred`; received {channels} channels "
+                f"(y_pred.shape={tuple(y_pred.shape)}, data_format={data_format!r}). Use mode='multiclass' "
+                "(softmax over the channels) or mode='multilabel' (one sigmoid per channel)."
+            )
+        if mode == "multiclass" and channels < 2:
+            raise ValueError(
+                f"mode='multiclass' needs at least 2 channels in `y_pred`; received {channels} "
+                f"(y_pred.shape={tuple(y_pred.shape)}). Use mode='binary' for one channel."
+            )
+    if len(y_true.shape) not in (rank, rank - 1):
+        raise ValueError(
+            f"`y_true` must have the rank of `y_pred` ({rank}, with a channel axis) or one less "
+            f"(a label map). Received y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
+        )
+    if mode == "multilabel" and len(y_true.shape) != rank:
+        raise ValueError(
+            "mode='multilabel' needs `y_true` with one 0/1 channel per class, the shape of `y_pred`. "
+            f"Received y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
+        )
+
+
+def check_labels(y_true: Any, mode: str, channels: Optional[int], ignore_index: Optional[int]) -> None:
+    """Eagerly (when `y_true` holds values, not inside a compiled function)
+    refuse labels that are neither a class nor `ignore_index`."""
+    if not klp_backend.is_concrete(y_true):
+        return
+    values = np.asarray(ops.convert_to_numpy(y_true))
+    if ignore_index is not None:
+        values = values[values != ignore_index]
+    if mode == "multiclass":
+        if channels is None:
+            return
+        bad = (values < 0) | (values >= channels) | (values != np.round(values))
+        allowed = f"integers in [0, {channels - 1}]"
+    else:
+        bad = (values < 0) | (values > 1)
+        allowed = "values in [0, 1]"
+    if np.any(bad):
+        extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise ValueError(
+            f"`y_true` must hold {allowed}{extra} for mode={mode!r}. "
+            f"Received e.g. {values[bad].ravel()[:5].tolist()}"
+        )
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _last(x: Tensor, data_format: str) -> Tensor:
+    return ops.moveaxis(x, 1, -1) if data_format == "channels_first" else x
+
+
+def prepare(y_true: Tensor, y_pred: Tensor, mode: str, ignore_index: Optional[int], data_format: str) -> tuple:
+    """`(raw, target, valid)` channels-last (see the module docstring)."""
+    _check_shapes(y_true, y_pred, mode, data_format)
+    rank = len(y_pred.shape)
+    raw = _last(y_pred, data_format)
+    channels = raw.shape[-1]
+    with_channel = len(y_true.shape) == rank
+    if with_channel:
+        y_true = _last(y_true, data_format)
+    label_map = mode == "multiclass" and (not with_channel or y_true.shape[-1] == 1)
+    if mode == "multiclass" and with_channel and not label_map and y_true.shape[-1] != channels:
+        raise ValueError(
+            "mode='multiclass' takes `y_true` as a label map (batch, *spatial) or (..., 1), or one-hot "
+            f"with one channel per class ({channels}). Received y_true.shape={tuple(y_true.shape)}"
+        )
+    if label_map:
+        labels = ops.round(ops.squeeze(y_true, -1) if with_channel else y_true)
+        valid = None
+        if ignore_index is not None:
+            keep = ops.not_equal(labels, float(ignore_index))
+            labels = ops.where(keep, labels, ops.zeros_like(labels))
+            valid = ops.expand_dims(ops.cast(keep, raw.dtype), -1)
+        target = ops.one_hot(ops.cast(labels, "int32"), channels, dtype=raw.dtype)
+        return raw, target, valid
+    if mode == "multiclass" and ignore_index is not None:
+        raise ValueError(
+            "`ignore_index` applies to label maps; with one-hot `y_true` give ignored pixels "
+            "a zero `sample_weight` (or a Keras mask) instead. Received ignore_index="
+            f"{ignore_index} and y_true.shape={tuple(y_true.shape)}"
+        )
+    if not with_channel:
+        y_true = ops.expand_dims(y_true, -1)
+    if ignore_index is None:
+        return raw, y_true, None
+    keep = ops.not_equal(y_true, float(ignore_index))
+    valid = ops.cast(keep, raw.dtype)
+    return raw, ops.where(keep, y_true, ops.zeros_like(y_true)), valid
+
+
+def probabilities(raw: Tensor, mode: str, from_logits: bool) -> Tensor:
+    """Class probabilities from `raw` (softmax over the channels for
+    `"multiclass"`, a sigmoid per entry otherwise)."""
+    if not from_logits:
+        return raw
+    return ops.softmax(raw, axis=-1) if mode == "multiclass" else ops.sigmoid(raw)
+
+
+def pixel_weights(valid: Optional[Tensor], sample_weight: Optional[Tensor], raw: Tensor) -> Tensor:
+    """Per-pixel weights, broadcastable to `raw`: the ignore mask times the
+    sample weights (`(B,)`, or `(B, *spatial)` for a per-pixel weight or
+    Keras mask)."""
+    weights = ops.ones_like(raw[..., :1]) if valid is None else valid
+    if sample_weight is None:
+        return weights
+    w = ops.cast(sample_weight, raw.dtype)
+    rank = len(raw.shape)
+    if len(w.shape) == rank - 1:
+        w = ops.expand_dims(w, -1)
+    while len(w.shape) < rank:
+        w = ops.expand_dims(w, -1)
+    return weights * w
+
+
+def reduce_axes(rank: int, per_image: bool) -> tuple:
+    """The axes a per-class count sums over: the spatial ones per image, and
+    the batch too otherwise."""
+    return tuple(range(1 if per_image else 0, rank - 1))
+
+
+# --------------------------------------------------------------------------- counts and means
+
+
+def soft_counts(target: Tensor, probs: Tensor, weights: Tensor, axes: tuple) -> tuple:
+    """Weighted soft true positives, false positives, false negatives and
+    the target's support per class: shape `(B, C)` per image or `(C,)`."""
+    wt = weights * target
+    tp = ops.sum(wt * probs, axis=axes)
+    support = ops.sum(wt, axis=axes)
+    predicted = ops.sum(weights * probs, axis=axes)
+    return tp, predicted - tp, support - tp, support
+
+
+def safe_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """`numerator / max(denominator, 1e-7)`, as segmentation_models_pytorch
+    clamps its overlap denominators."""
+    return numerator / ops.maximum(denominator, EPS)
+
+
+def present_mean(per_class: Tensor, support: Tensor) -> Tensor:
+    """Mean over the classes (last axis) of a per-class loss, counting 0 for a
+    class absent from the target (segmentation_models_pytorch's rule: an
+    overlap score is undefined without target pixels)."""
+    return ops.mean(ops.where(support > 0, per_class, ops.zeros_like(per_class)), axis=-1)
+
+
+def weighted_mean(values: Tensor, weights: Tensor, axes: tuple) -> Tensor:
+    """Weighted mean of `values` over `axes` (and the channel axis), 0 where
+    every weight is 0."""
+    weights = ops.broadcast_to(weights, ops.shape(values))
+    axes = axes + (len(values.shape) - 1,)
+    total = ops.sum(weights, axis=axes)
+    return ops.sum(weights * values, axis=axes) / ops.maximum(total, EPS) * ops.cast(total > 0, values.dtype)
+
+
+def pixel_crossentropy(raw: Tensor, target: Tensor, mode: str, from_logits: bool, gamma: float = 0.0,
+                       alpha: Any = None) -> Tensor:
+    """(Focal) cross-entropy per pixel (`"multiclass"`: summed over the
+    classes, shape `(B, *spatial, 1)`) or per entry (sigmoid modes)."""
+    if mode == "multiclass":
+        log_p, p = _softmax_terms(raw, from_logits)
+        terms = -target * log_p * safe_pow(1.0 - p, gamma)
+        if alpha is not None:
+            terms = terms * alpha
+        return ops.sum(terms, axis=-1, keepdims=True)
+    bce, one_minus_pt, _ = _sigmoid_terms(target, raw, from_logits)
+    terms = safe_pow(one_minus_pt, gamma) * bce
+    if alpha is not None:
+        terms = terms * (target * alpha + (1.0 - target) * (1.0 - alpha))
+    return terms
+
+
+# --------------------------------------------------------------------------- functions and classes
+
+
+def run(core: Callable, y_true: Any, y_pred: Any, sample_weight: Any, *, mode: str, ignore_index: Any,
+        per_image: bool, data_format: str, smooth: Any = 0.0, **options: Any) -> Tensor:
+    """Validate the shared arguments, convert the inputs, check the labels
+    eagerly, and call the (compiled on JAX) `core`."""
+    smooth = check_common(mode, ignore_index, per_image, data_format, smooth)
+    if per_image and sample_weight is not None:
+        raise ValueError(
+            "With per_image=True the loss has one value per image and `sample_weight` is applied by "
+            "the reduction: pass it to the Loss object (or weigh the returned values), not to the function."
+        )
+    y_true, y_pred = prepare_inputs(y_true, y_pred)
+    channels = y_pred.shape[-1] if data_format == "channels_last" else y_pred.shape[1]
+    _check_shapes(y_true, y_pred, mode, data_format)
+    true_channels = y_true.shape[-1] if data_format == "channels_last" else y_true.shape[1]
+    one_hot = mode == "multiclass" and len(y_true.shape) == len(y_pred.shape) and true_channels == channels
+    if not one_hot:  # one-hot (or soft) targets have no label values to check
+        check_labels(y_true, mode, channels, ignore_index)
+    if sample_weight is not None:
+        sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), y_pred.dtype)
+    return core(y_true, y_pred, mode=mode, ignore_index=ignore_index, per_image=bool(per_image),
+                data_format=data_format, smooth=smooth, sample_weight=sample_weight, **options)
+
+
+class SegmentationLoss(BatchLoss):
+    """Base of the segmentation losses: with `per_image=True` the function
+    returns one value per image and Keras applies `reduction`,
+    `sample_weight` and masks as for any per-sample loss; with
+    `per_image=False` (the default) the loss is computed over the whole batch
+    and the weights (`sample_weight` per image, or a per-pixel weight or
+    Keras mask of shape `(B, *spatial)`) weigh every pixel's contribution."""
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        if self._options.get("per_image"):
+            return LossPlus.__call__(self, y_true, y_pred, sample_weight=sample_weight)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return type(self).fn(y_true, y_pred, **self._options)
+
+
+def common_options(mode: str, from_logits: bool, ignore_index: Any, per_image: bool, data_format: str) -> dict:
+    """The constructor options every segmentation loss stores, checked."""
+    check_common(mode, ignore_index, per_image, data_format, 0.0)
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"Argument `from_logits` must be True or False. Received: from_logits={from_logits!r}")
+    return {"mode": mode, "from_logits": bool(from_logits), "ignore_index": ignore_index,
+            "per_image": bool(per_image), "data_format": data_format}
