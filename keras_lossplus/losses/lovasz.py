@@ -71,7 +71,8 @@ def _sorted_lovasz(errors: Tensor, target: Tensor, weights: Tensor, hinge: bool)
 def _lovasz_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth,
                  sample_weight=None):
     raw, target, valid = prepare(y_true, y_pred, mode, ignore_index, data_format)
-    weights = ops.broadcast_to(pixel_weights(valid, sample_weight, raw), ops.shape(raw))
+    weights = pixel_weights(valid, sample_weight, raw)
+    weights = ops.ones_like(raw) if weights is None else ops.broadcast_to(weights, ops.shape(raw))
     if mode == "multiclass":
         errors = ops.abs(target - probabilities(raw, mode, from_logits))
         target, weights, errors = _rows(target, per_image), _rows(weights, per_image), _rows(errors, per_image)

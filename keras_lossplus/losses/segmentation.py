@@ -47,6 +47,7 @@ from keras_lossplus.losses.segmentation_base import (
     run,
     safe_ratio,
     soft_counts,
+    weighted,
     weighted_mean,
 )
 from keras_lossplus.ops import safe_pow, safe_sqrt
@@ -301,10 +302,10 @@ def generalized_dice_loss(y_true: Tensor, y_pred: Tensor, weight_type: str = "sq
 
 @compiled_on_jax
 def _mcc_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth, sample_weight=None):
-    (tp, fp, fn, _), (raw, _, weights, axes) = _counts(y_true, y_pred, mode, from_logits, ignore_index, per_image,
-                                                       data_format, sample_weight)
-    total = ops.sum(ops.broadcast_to(weights, ops.shape(raw)), axis=axes)
-    tn = ops.maximum(total - tp - fp - fn, 0.0) + smooth
+    (tp, fp, fn, _), (raw, target, weights, axes) = _counts(y_true, y_pred, mode, from_logits, ignore_index,
+                                                            per_image, data_format, sample_weight)
+    negatives = weighted(1.0 - target, weights)
+    tn = ops.sum(negatives * (1.0 - probabilities(raw, mode, from_logits)), axis=axes) + smooth
     tp, fp, fn = tp + smooth, fp + smooth, fn + smooth
     denominator = safe_sqrt((tp + fp) * (tp + fn)) * safe_sqrt((tn + fp) * (tn + fn))
     return ops.mean(1.0 - safe_ratio(tp * tn - fp * fn, denominator), axis=-1)
