@@ -33,6 +33,22 @@ def is_concrete(x: Any) -> bool:
     return _module().is_concrete(x)
 
 
+def gather_replicas(tensors: list) -> Any:
+    """Inside a data-parallel replica (TensorFlow's `tf.distribute`), the
+    global batch: `(tensors_gathered, num_replicas)`, each tensor
+    all-gathered along axis 0 in replica order, carrying a gradient only
+    through this replica's own slice; `None` when the loss already sees the
+    whole batch (one replica; JAX, whose `keras.distribution` shards one
+    global computation). Raises where gathering is not supported."""
+    return _module().gather_replicas(tensors)
+
+
+def num_replicas() -> int:
+    """The number of replicas whose per-replica losses Keras sums the
+    gradients of (`tf.distribute`), 1 elsewhere."""
+    return _module().num_replicas()
+
+
 def multi_task_train_step(model: Any, *args: Any) -> Any:
     """The training step of a `MultiOutputModel` whose weighting strategy
     needs per-task gradients or the losses after the step: `(data)` on

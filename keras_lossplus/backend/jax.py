@@ -13,6 +13,16 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def gather_replicas(tensors: list) -> Any:
+    # keras.distribution (DataParallel, ModelParallel) shards one global
+    # jit-compiled computation: the loss already sees the global batch
+    return None
+
+
+def num_replicas() -> int:
+    return 1
+
+
 def _scoped(model: Any, trainable: Any, non_trainable: Any, metrics: Any = None) -> Any:
     mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables, non_trainable))
     if metrics is not None:

@@ -10,6 +10,51 @@ def is_concrete(x: Any) -> bool:
     return tf.executing_eagerly() and not (isinstance(x, tf.Tensor) and not hasattr(x, "numpy"))
 
 
+def _replica_context() -> Any:
+    context = tf.distribute.get_replica_context()  # None in a cross-replica context
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def num_replicas() -> int:
+    context = _replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def gather_replicas(tensors: list) -> Any:
+    context = _replica_context()
+    if context is None:
+        return None
+    first = next(t for t in tensors if t is not None)
+    local = tf.shape(first)[0]
+    replicas = context.num_replicas_in_sync
+    offset = local * tf.cast(context.replica_id_in_sync_group, local.dtype)
+    total = local * replicas
+    sizes = context.all_gather(tf.reshape(local, [1]), axis=0)
+    check = tf.debugging.assert_equal(
+        sizes, tf.fill(tf.shape(sizes), local),
+        message=(
+            "keras_lossplus: cross_replica='gather' needs the same number of samples on every "
+            "replica; use a global batch size divisible by the number of replicas (and drop the "
+            "last partial batch, e.g. `drop_remainder=True`), or cross_replica='local'"
+        ),
+    )
+    out = []
+    for t in tensors:
+        if t is None:
+            out.append(None)
+            continue
+        pads = [[offset, total - offset - local]] + [[0, 0]] * (len(t.shape) - 1)
+        with tf.control_dependencies([check]):
+            gathered = tf.stop_gradient(context.all_gather(t, axis=0))
+        if t.dtype.is_floating:
+            # the value is the gathered batch; the gradient reaches this replica's slice only
+            gathered = gathered + tf.pad(t - tf.stop_gradient(t), pads)
+        out.append(gathered)
+    return out, replicas
+
+
 def multi_task_train_step(model: Any, data: Any) -> Any:
     """One forward pass under a persistent tape, then one backward pass per
     task combined by the strategy (or one weighted backward pass), the

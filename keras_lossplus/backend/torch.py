@@ -11,6 +11,28 @@ def is_concrete(x: Any) -> bool:
     return not (compiling is not None and compiling())
 
 
+def _world_size() -> int:
+    dist = getattr(torch, "distributed", None)
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return 1
+    return dist.get_world_size()
+
+
+def gather_replicas(tensors: list) -> Any:
+    if _world_size() > 1:
+        raise NotImplementedError(
+            "cross_replica='gather' is not supported under torch.distributed (Keras 3 has no "
+            "data-parallel training on the torch backend; a process group of "
+            f"{_world_size()} was found). Pass cross_replica='local' to compute the loss on each "
+            "process's own batch, or train with the JAX or TensorFlow backend."
+        )
+    return None
+
+
+def num_replicas() -> int:
+    return 1
+
+
 def multi_task_train_step(model: Any, data: Any) -> Any:
     """One forward pass, then one `torch.autograd.grad` per task combined by
     the strategy (or one weighted backward pass), the optimizer step and,

@@ -19,6 +19,7 @@ with the same message.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
 
@@ -26,11 +27,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lossplus import backend as klp_backend
 from keras_lossplus.ops import compute_dtype
 
 Tensor = Any
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+CROSS_REPLICA = ("gather", "local")
 
 
 # --------------------------------------------------------------------------- validation
@@ -184,7 +187,28 @@ class BatchLoss(LossPlus):
     by `y_pred`, if any; each loss documents how they enter its formula. Like
     any Keras loss whose value is a scalar, the result is the same for every
     `reduction`.
+
+    Under data-parallel training with `tf.distribute` each replica holds a
+    slice of the batch. With `cross_replica="gather"` (the default) the
+    slices are all-gathered, so that the loss is that of the global batch
+    (in-batch negatives, mining and denominators as on one device); each
+    replica's gradient flows through its own slice only, and the value is
+    scaled so that Keras' sum of the replicas' gradients and its logged loss
+    equal the single-device ones. `cross_replica="local"`: each replica's
+    loss on its own slice, averaged over the replicas. Under JAX's
+    `keras.distribution` the loss always sees the global batch.
     """
+
+    def __init__(self, *, cross_replica: str = "gather", **kwargs: Any) -> None:
+        check_choice("cross_replica", cross_replica, CROSS_REPLICA)
+        super().__init__(**kwargs)
+        self.cross_replica = cross_replica
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if "cross_replica" in inspect.signature(type(self).__init__).parameters:
+            config["cross_replica"] = self.cross_replica
+        return config
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         check_float_predictions(y_pred)
@@ -193,8 +217,24 @@ class BatchLoss(LossPlus):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
             weights = batch_weights(sample_weight, mask, y_pred)
-            loss = type(self).fn(y_true, y_pred, sample_weight=weights, **self._options)
-            return ops.cast(loss, self.dtype)
+            return ops.cast(self._replicated(y_true, y_pred, weights), self.dtype)
+
+    def _replicated(self, y_true: Tensor, y_pred: Tensor, weights: Optional[Tensor]) -> Tensor:
+        """The loss of the global batch (`"gather"`) or of this replica's
+        slice (`"local"`), scaled for Keras' sum over the replicas."""
+        fn = type(self).fn
+        if self.cross_replica == "gather":
+            gathered = klp_backend.gather_replicas([y_true, y_pred, weights])
+            if gathered is None:
+                return fn(y_true, y_pred, sample_weight=weights, **self._options)
+            (y_true, y_pred, weights), replicas = gathered
+            loss = fn(y_true, y_pred, sample_weight=weights, **self._options)
+            # value: the global loss / replicas (Keras logs the replicas' mean times their number);
+            # gradient: the global loss's, through this replica's slice (Keras sums the replicas')
+            return ops.stop_gradient(loss / replicas) + (loss - ops.stop_gradient(loss))
+        loss = fn(y_true, y_pred, sample_weight=weights, **self._options)
+        replicas = klp_backend.num_replicas()
+        return loss / replicas if replicas > 1 else loss
 
 
 def get_keras_mask(x: Any) -> Optional[Tensor]:

@@ -162,6 +162,9 @@ class TripletLoss(_EmbeddingLoss):
     Args:
         margin, mining, distance, soft, normalize, chunk_size: See
             `triplet_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss` (the in-batch
             forms return one scalar for every reduction).
 
@@ -187,6 +190,7 @@ class TripletLoss(_EmbeddingLoss):
         soft: bool = False,
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "triplet_loss",
         dtype: Any = None,
@@ -194,7 +198,7 @@ class TripletLoss(_EmbeddingLoss):
         check_choice("mining", mining, TRIPLET_MINING)
         check_options(distance, margin=margin)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, margin=float(margin), mining=mining,
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin=float(margin), mining=mining,
             distance=distance, soft=bool(soft), normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
         )
 
@@ -307,6 +311,9 @@ class QuadrupletLoss(_EmbeddingLoss):
     Args:
         margin1, margin2, mining, distance, normalize, chunk_size: See
             `quadruplet_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -329,6 +336,7 @@ class QuadrupletLoss(_EmbeddingLoss):
         distance: str = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "quadruplet_loss",
         dtype: Any = None,
@@ -336,7 +344,7 @@ class QuadrupletLoss(_EmbeddingLoss):
         check_choice("mining", mining, QUADRUPLET_MINING)
         check_options(distance, margin1=margin1, margin2=margin2)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, margin1=float(margin1), margin2=float(margin2),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin1=float(margin1), margin2=float(margin2),
             mining=mining, distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
         )
 
@@ -478,6 +486,9 @@ class BatchContrastiveLoss(BatchLoss):
     Args:
         pos_margin, neg_margin, distance, normalize, chunk_size: See
             `batch_contrastive_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -498,12 +509,13 @@ class BatchContrastiveLoss(BatchLoss):
         distance: str = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "batch_contrastive_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, pos_margin=float(pos_margin), neg_margin=float(neg_margin),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, pos_margin=float(pos_margin), neg_margin=float(neg_margin),
             distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
         )

@@ -146,6 +146,9 @@ class MultiSimilarityLoss(BatchLoss):
     Args:
         alpha, beta, base, epsilon, distance, chunk_size: See
             `multi_similarity_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -168,13 +171,14 @@ class MultiSimilarityLoss(BatchLoss):
         epsilon: float = 0.1,
         distance: str = "cosine",
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "multi_similarity_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance, SIMILARITIES, epsilon=epsilon)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype,
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype,
             alpha=check_number("alpha", alpha, low=0.0, low_open=True),
             beta=check_number("beta", beta, low=0.0, low_open=True), base=check_number("base", base),
             epsilon=float(epsilon), distance=distance, chunk_size=check_chunk_size(chunk_size),
@@ -253,6 +257,9 @@ class LiftedStructureLoss(BatchLoss):
 
     Args:
         margin, distance, normalize, chunk_size: See `lifted_structure_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -273,13 +280,14 @@ class LiftedStructureLoss(BatchLoss):
         distance: str = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "lifted_structure_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance, margin=margin)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, margin=float(margin), distance=distance,
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin=float(margin), distance=distance,
             normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
         )
 
@@ -341,6 +349,9 @@ class NPairLoss(BatchLoss):
 
     Args:
         distance, normalize, chunk_size: See `npair_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -360,13 +371,14 @@ class NPairLoss(BatchLoss):
         distance: str = "dot",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "npair_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance, SIMILARITIES)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, distance=distance, normalize=bool(normalize),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, distance=distance, normalize=bool(normalize),
             chunk_size=check_chunk_size(chunk_size),
         )
 
@@ -427,6 +439,9 @@ class NTXentLoss(BatchLoss):
 
     Args:
         temperature, distance, chunk_size: See `nt_xent_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -446,13 +461,14 @@ class NTXentLoss(BatchLoss):
         temperature: float = 0.07,
         distance: str = "cosine",
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "nt_xent_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance, SIMILARITIES)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, temperature=_check_temperature(temperature),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=_check_temperature(temperature),
             distance=distance, chunk_size=check_chunk_size(chunk_size),
         )
 
@@ -517,6 +533,9 @@ class SupConLoss(BatchLoss):
 
     Args:
         temperature, distance, chunk_size: See `supcon_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -535,13 +554,14 @@ class SupConLoss(BatchLoss):
         temperature: float = 0.1,
         distance: str = "cosine",
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "supcon_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance, SIMILARITIES)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, temperature=_check_temperature(temperature),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=_check_temperature(temperature),
             distance=distance, chunk_size=check_chunk_size(chunk_size),
         )
 
@@ -606,6 +626,9 @@ class SoftNearestNeighborLoss(BatchLoss):
     Args:
         temperature, distance, normalize, chunk_size: See
             `soft_nearest_neighbor_loss`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -625,12 +648,13 @@ class SoftNearestNeighborLoss(BatchLoss):
         distance: str = "squared_euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "soft_nearest_neighbor_loss",
         dtype: Any = None,
     ) -> None:
         check_options(distance)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, temperature=_check_temperature(temperature),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=_check_temperature(temperature),
             distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
         )
