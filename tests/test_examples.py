@@ -16,29 +16,32 @@ ROOT = Path(__file__).resolve().parent.parent
 OWN_TEST = {"multi_task.py", "metric_learning.py", "segmentation.py"}  # run in their quick modes by their own tests below
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TEST)
 
+
+def run_example(script: str, *args: str) -> str:
+    """Run `examples/<script>` on JAX; check that it exits 0 and names the
+    package; return its standard output."""
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "keras_lossplus" in out.stdout
+    return out.stdout
+
+
 if BACKEND == "jax":
 
     @pytest.mark.parametrize("script", EXAMPLES)
     def test_example_runs(script):
-        env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
-        out = subprocess.run([sys.executable, str(ROOT / "examples" / script)], capture_output=True, text=True,
-                             cwd=ROOT, env=env, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "keras_lossplus" in out.stdout
+        run_example(script)
 
     def test_multi_task_example(tmp_path):
-        env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
-        script = ROOT / "examples" / "multi_task.py"
-        out = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
-                             text=True, cwd=ROOT, env=env, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "keras_lossplus" in out.stdout
-        assert "NaN" in out.stdout  # says that parity labels are missing
+        stdout = run_example("multi_task.py", "--quick", "--out", str(tmp_path))
+        assert "NaN" in stdout  # says that parity labels are missing
         assert (tmp_path / "multi_task.png").stat().st_size > 10_000
         # table rows: name, digit acc, parity acc, ink MSE, ink MAE, fit seconds[, weights digit/parity/ink]
         rows = {m[1]: m[2].split() for m in re.finditer(r"^  (static|uncertainty|pcgrad|\(chance\)) +(\d.*)$",
-                                                         out.stdout, re.MULTILINE)}
-        assert set(rows) == {"static", "uncertainty", "pcgrad", "(chance)"}, out.stdout
+                                                         stdout, re.MULTILINE)}
+        assert set(rows) == {"static", "uncertainty", "pcgrad", "(chance)"}, stdout
         for name, cells in rows.items():
             values = [float(v) for v in cells[:4]]
             if name != "(chance)":
@@ -49,17 +52,12 @@ if BACKEND == "jax":
         assert float(rows["static"][0]) > chance + 0.3  # digit accuracy well above chance
 
     def test_metric_learning_example(tmp_path):
-        env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
-        script = ROOT / "examples" / "metric_learning.py"
-        out = subprocess.run([sys.executable, str(script), "--quick", "--plot", "--out", str(tmp_path)],
-                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "keras_lossplus" in out.stdout
+        stdout = run_example("metric_learning.py", "--quick", "--plot", "--out", str(tmp_path))
         assert (tmp_path / "metric_learning.png").stat().st_size > 10_000
         # markdown rows: | name | dim | recall@1 | fit s |
-        rows = {m[1]: float(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| \d+ \| ([\d.]+) \|", out.stdout, re.MULTILINE)}
+        rows = {m[1]: float(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| \d+ \| ([\d.]+) \|", stdout, re.MULTILINE)}
         assert set(rows) == {"TripletLoss, mining='semihard'", "random projection (Gaussian)", "raw pixels",
-                             "untrained network"}, out.stdout
+                             "untrained network"}, stdout
         assert all(0.0 <= v <= 1.0 for v in rows.values()), rows
         trained = rows["TripletLoss, mining='semihard'"]
         # digits are easy for pixel distances (a 32-d random projection keeps about 0.93-0.95 recall@1),
@@ -68,15 +66,10 @@ if BACKEND == "jax":
         assert trained >= rows["untrained network"] + 0.05, rows
 
     def test_segmentation_example(tmp_path):
-        env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
-        script = ROOT / "examples" / "segmentation.py"
-        out = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
-                             text=True, cwd=ROOT, env=env, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "keras_lossplus" in out.stdout
+        stdout = run_example("segmentation.py", "--quick", "--out", str(tmp_path))
         assert (tmp_path / "segmentation.png").stat().st_size > 10_000
         # markdown rows: | name | IoU x 4 | mIoU | ...
-        miou = {m[1]: float(m[2]) for m in re.finditer(r"^\| ([^|]+?) \|(?: [\d.]+ \|){4} ([\d.]+) \|", out.stdout,
+        miou = {m[1]: float(m[2]) for m in re.finditer(r"^\| ([^|]+?) \|(?: [\d.]+ \|){4} ([\d.]+) \|", stdout,
                                                        re.MULTILINE)}
-        assert set(miou) == {"DiceFocalLoss", "(all background)"}, out.stdout
-        assert miou["DiceFocalLoss"] > miou["(all background)"] + 0.15, out.stdout
+        assert set(miou) == {"DiceFocalLoss", "(all background)"}, stdout
+        assert miou["DiceFocalLoss"] > miou["(all background)"] + 0.15, stdout

@@ -45,11 +45,11 @@ def gather_replicas(tensors: list) -> Any:
         if t is None:
             out.append(None)
             continue
-        pads = [[offset, total - offset - local]] + [[0, 0]] * (len(t.shape) - 1)
         with tf.control_dependencies([check]):
             gathered = tf.stop_gradient(context.all_gather(t, axis=0))
         if t.dtype.is_floating:
             # the value is the gathered batch; the gradient reaches this replica's slice only
+            pads = [[offset, total - offset - local]] + [[0, 0]] * (len(t.shape) - 1)
             gathered = gathered + tf.pad(t - tf.stop_gradient(t), pads)
         out.append(gathered)
     return out, replicas

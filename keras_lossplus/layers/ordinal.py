@@ -15,16 +15,11 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus.layers.base import register
+from keras_lossplus.losses.ordinal import check_num_classes
 
 Tensor = Any
 
 __all__ = ["CoralOutput"]
-
-
-def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"Argument `num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
-    return int(num_classes)
 
 
 @register
@@ -82,7 +77,7 @@ class CoralOutput(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_num_classes(num_classes)
         self.preinit_bias = bool(preinit_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)

@@ -222,18 +222,15 @@ class BatchLoss(LossPlus):
     def _replicated(self, y_true: Tensor, y_pred: Tensor, weights: Optional[Tensor]) -> Tensor:
         """The loss of the global batch (`"gather"`) or of this replica's
         slice (`"local"`), scaled for Keras' sum over the replicas."""
-        fn = type(self).fn
-        if self.cross_replica == "gather":
-            gathered = klp_backend.gather_replicas([y_true, y_pred, weights])
-            if gathered is None:
-                return fn(y_true, y_pred, sample_weight=weights, **self._options)
+        gathered = klp_backend.gather_replicas([y_true, y_pred, weights]) if self.cross_replica == "gather" else None
+        if gathered is not None:
             (y_true, y_pred, weights), replicas = gathered
-            loss = fn(y_true, y_pred, sample_weight=weights, **self._options)
+        loss = type(self).fn(y_true, y_pred, sample_weight=weights, **self._options)
+        if gathered is not None:
             # value: the global loss / replicas (Keras logs the replicas' mean times their number);
             # gradient: the global loss's, through this replica's slice (Keras sums the replicas')
             return ops.stop_gradient(loss / replicas) + (loss - ops.stop_gradient(loss))
-        loss = fn(y_true, y_pred, sample_weight=weights, **self._options)
-        replicas = klp_backend.num_replicas()
+        replicas = klp_backend.num_replicas() if self.cross_replica == "local" else 1
         return loss / replicas if replicas > 1 else loss
 
 

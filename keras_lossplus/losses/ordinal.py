@@ -368,7 +368,7 @@ def corn_rank(logits: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- weighted kappa
 
 
-def _check_num_classes(num_classes: Any) -> int:
+def check_num_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"Argument `num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
     return int(num_classes)
@@ -438,7 +438,7 @@ def weighted_kappa_loss(
             f"Received: y_pred.shape={tuple(y_pred.shape)}"
         )
     size = int(y_pred.shape[-1])
-    num_classes = size if num_classes is None else _check_num_classes(num_classes)
+    num_classes = size if num_classes is None else check_num_classes(num_classes)
     if size != num_classes:
         raise ValueError(
             f"`y_pred` must have num_classes={num_classes} columns. Received: y_pred.shape={tuple(y_pred.shape)}"
@@ -534,6 +534,6 @@ class WeightedKappaLoss(BatchLoss):
     ) -> None:
         epsilon = _check_kappa_options(weightage, epsilon)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, num_classes=_check_num_classes(num_classes),
+            reduction=reduction, name=name, dtype=dtype, num_classes=check_num_classes(num_classes),
             weightage=weightage, epsilon=epsilon, from_logits=bool(from_logits),
         )

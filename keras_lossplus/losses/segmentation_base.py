@@ -111,8 +111,8 @@ def _last(x: Tensor, data_format: str) -> Tensor:
 
 
 def prepare(y_true: Tensor, y_pred: Tensor, mode: str, ignore_index: Optional[int], data_format: str) -> tuple:
-    """`(raw, target, valid)` channels-last (see the module docstring)."""
-    _check_shapes(y_true, y_pred, mode, data_format)
+    """`(raw, target, valid)` channels-last (see the module docstring); the
+    shapes were checked by `run`."""
     rank = len(y_pred.shape)
     raw = _last(y_pred, data_format)
     channels = raw.shape[-1]
