@@ -32,9 +32,9 @@ def compute_dtype(dtype: Any) -> str:
     Half-precision inputs (`float16`, `bfloat16`, as produced under mixed
     precision) are computed in `float32`; `float32` and `float64` are kept.
 
-    Example:
-    >>> compute_dtype("bfloat16")
-    'float32'
+    Examples:
+        >>> compute_dtype("bfloat16")
+        'float32'
     """
     dtype = keras.backend.standardize_dtype(dtype)
     return "float32" if dtype in _HALF_DTYPES else dtype
@@ -49,9 +49,9 @@ def _where_safe(condition: Tensor, x: Tensor, fill: float) -> Tensor:
 def safe_sqrt(x: Tensor) -> Tensor:
     """`sqrt(x)` for `x >= 0` whose gradient is 0 (not infinite) at `x == 0`.
 
-    Example:
-    >>> float(safe_sqrt(keras.ops.convert_to_tensor(4.0)))
-    2.0
+    Examples:
+        >>> float(safe_sqrt(keras.ops.convert_to_tensor(4.0)))
+        2.0
     """
     x = ops.convert_to_tensor(x)
     positive = x > 0
@@ -64,9 +64,9 @@ def safe_norm(x: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
     `keras.ops.norm` has an undefined gradient at 0 (NaN on every backend);
     this one returns the subgradient 0 there.
 
-    Example:
-    >>> float(safe_norm(keras.ops.convert_to_tensor([3.0, 4.0])))
-    5.0
+    Examples:
+        >>> float(safe_norm(keras.ops.convert_to_tensor([3.0, 4.0])))
+        5.0
     """
     x = ops.convert_to_tensor(x)
     return safe_sqrt(ops.sum(ops.square(x), axis=axis, keepdims=keepdims))
@@ -80,9 +80,9 @@ def safe_pow(x: Tensor, exponent: float) -> Tensor:
     that becomes `inf * 0 = NaN`. Here the gradient at `x == 0` is 0.
     Integer exponents use repeated multiplication (exact and cheapest).
 
-    Example:
-    >>> float(safe_pow(keras.ops.convert_to_tensor(9.0), 0.5))
-    3.0
+    Examples:
+        >>> float(safe_pow(keras.ops.convert_to_tensor(9.0), 0.5))
+        3.0
     """
     x = ops.convert_to_tensor(x)
     exponent = float(exponent)
@@ -110,9 +110,9 @@ def l2_normalize(x: Tensor, axis: int = -1, epsilon: float = 1e-12) -> Tensor:
     """`x / max(||x||, epsilon)` along `axis`; the zero vector stays zero, with a
     finite gradient.
 
-    Example:
-    >>> keras.ops.convert_to_numpy(l2_normalize(keras.ops.convert_to_tensor([3.0, 4.0]))).tolist()
-    [0.6000000238418579, 0.800000011920929]
+    Examples:
+        >>> keras.ops.convert_to_numpy(l2_normalize(keras.ops.convert_to_tensor([3.0, 4.0]))).tolist()
+        [0.6000000238418579, 0.800000011920929]
     """
     x = ops.convert_to_tensor(x)
     return x / ops.maximum(safe_norm(x, axis=axis, keepdims=True), epsilon)
@@ -138,10 +138,10 @@ def pairwise_distances(
         everywhere, including between identical points, where the Euclidean
         distance's subgradient 0 is used.
 
-    Example:
-    >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [3.0, 4.0]])
-    >>> keras.ops.convert_to_numpy(pairwise_distances(x)).tolist()
-    [[0.0, 5.0], [5.0, 0.0]]
+    Examples:
+        >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [3.0, 4.0]])
+        >>> keras.ops.convert_to_numpy(pairwise_distances(x)).tolist()
+        [[0.0, 5.0], [5.0, 0.0]]
     """
     _check_metric(metric)
     x = ops.convert_to_tensor(x)
@@ -186,10 +186,10 @@ def same_label_mask(labels: Tensor, labels_b: Optional[Tensor] = None) -> Tensor
     paired with itself) is excluded. Labels may be integers or floats, of shape
     `(N,)` or `(N, 1)`.
 
-    Example:
-    >>> labels = keras.ops.convert_to_tensor([0, 0, 1])
-    >>> keras.ops.convert_to_numpy(same_label_mask(labels)).astype(int).tolist()
-    [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
+    Examples:
+        >>> labels = keras.ops.convert_to_tensor([0, 0, 1])
+        >>> keras.ops.convert_to_numpy(same_label_mask(labels)).astype(int).tolist()
+        [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
     """
     a = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     b = a if labels_b is None else ops.reshape(ops.convert_to_tensor(labels_b), (-1,))
@@ -202,10 +202,10 @@ def same_label_mask(labels: Tensor, labels_b: Optional[Tensor] = None) -> Tensor
 def different_label_mask(labels: Tensor, labels_b: Optional[Tensor] = None) -> Tensor:
     """Boolean `(N, M)` mask of pairs with different labels (so never the diagonal).
 
-    Example:
-    >>> labels = keras.ops.convert_to_tensor([0, 0, 1])
-    >>> keras.ops.convert_to_numpy(different_label_mask(labels)).astype(int).tolist()
-    [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
+    Examples:
+        >>> labels = keras.ops.convert_to_tensor([0, 0, 1])
+        >>> keras.ops.convert_to_numpy(different_label_mask(labels)).astype(int).tolist()
+        [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
     """
     a = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     b = a if labels_b is None else ops.reshape(ops.convert_to_tensor(labels_b), (-1,))
@@ -229,11 +229,11 @@ def masked_max(x: Tensor, mask: Tensor, axis: int = -1, keepdims: bool = False) 
     """Max of `x` over the entries where `mask` is true; 0 (with gradient 0)
     where no entry is valid.
 
-    Example:
-    >>> x = keras.ops.convert_to_tensor([[1.0, 5.0], [2.0, 3.0]])
-    >>> m = keras.ops.convert_to_tensor([[True, False], [False, False]])
-    >>> keras.ops.convert_to_numpy(masked_max(x, m)).tolist()
-    [1.0, 0.0]
+    Examples:
+        >>> x = keras.ops.convert_to_tensor([[1.0, 5.0], [2.0, 3.0]])
+        >>> m = keras.ops.convert_to_tensor([[True, False], [False, False]])
+        >>> keras.ops.convert_to_numpy(masked_max(x, m)).tolist()
+        [1.0, 0.0]
     """
     return _masked_extreme(x, mask, axis, keepdims, largest=True)
 
@@ -242,11 +242,11 @@ def masked_min(x: Tensor, mask: Tensor, axis: int = -1, keepdims: bool = False) 
     """Min of `x` over the entries where `mask` is true; 0 (with gradient 0)
     where no entry is valid.
 
-    Example:
-    >>> x = keras.ops.convert_to_tensor([[1.0, 5.0], [2.0, 3.0]])
-    >>> m = keras.ops.convert_to_tensor([[False, True], [False, False]])
-    >>> keras.ops.convert_to_numpy(masked_min(x, m)).tolist()
-    [5.0, 0.0]
+    Examples:
+        >>> x = keras.ops.convert_to_tensor([[1.0, 5.0], [2.0, 3.0]])
+        >>> m = keras.ops.convert_to_tensor([[False, True], [False, False]])
+        >>> keras.ops.convert_to_numpy(masked_min(x, m)).tolist()
+        [5.0, 0.0]
     """
     return _masked_extreme(x, mask, axis, keepdims, largest=False)
 
@@ -255,11 +255,11 @@ def masked_logsumexp(x: Tensor, mask: Tensor, axis: int = -1, keepdims: bool = F
     """`log(sum(exp(x)))` over the entries where `mask` is true, computed
     stably; 0 (with gradient 0) where no entry is valid, instead of `-inf`.
 
-    Example:
-    >>> x = keras.ops.convert_to_tensor([[0.0, 0.0, 9.0]])
-    >>> m = keras.ops.convert_to_tensor([[True, True, False]])
-    >>> round(float(masked_logsumexp(x, m)[0]), 4)
-    0.6931
+    Examples:
+        >>> x = keras.ops.convert_to_tensor([[0.0, 0.0, 9.0]])
+        >>> m = keras.ops.convert_to_tensor([[True, True, False]])
+        >>> round(float(masked_logsumexp(x, m)[0]), 4)
+        0.6931
     """
     x = ops.convert_to_tensor(x)
     mask = ops.cast(mask, "bool")
@@ -275,10 +275,10 @@ def masked_mean(x: Tensor, mask: Tensor, axis: Optional[int] = None, keepdims: b
     """Mean of `x` over the entries where `mask` is true (or weighted by a float
     `mask`); 0 where the mask is empty, never `0 / 0`.
 
-    Example:
-    >>> x = keras.ops.convert_to_tensor([1.0, 2.0, 6.0])
-    >>> float(masked_mean(x, keras.ops.convert_to_tensor([True, False, True])))
-    3.5
+    Examples:
+        >>> x = keras.ops.convert_to_tensor([1.0, 2.0, 6.0])
+        >>> float(masked_mean(x, keras.ops.convert_to_tensor([True, False, True])))
+        3.5
     """
     x = ops.convert_to_tensor(x)
     weights = ops.cast(mask, x.dtype)
@@ -294,11 +294,11 @@ def paired_distances(x: Tensor, y: Tensor, metric: str = "euclidean") -> Tensor:
     `metric` as in `pairwise_distances`; the cosine distance of a zero vector
     to anything is 1.
 
-    Example:
-    >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [1.0, 1.0]])
-    >>> y = keras.ops.convert_to_tensor([[3.0, 4.0], [1.0, 1.0]])
-    >>> keras.ops.convert_to_numpy(paired_distances(x, y)).tolist()
-    [5.0, 0.0]
+    Examples:
+        >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [1.0, 1.0]])
+        >>> y = keras.ops.convert_to_tensor([[3.0, 4.0], [1.0, 1.0]])
+        >>> keras.ops.convert_to_numpy(paired_distances(x, y)).tolist()
+        [5.0, 0.0]
     """
     _check_metric(metric)
     x = ops.convert_to_tensor(x)

@@ -56,10 +56,10 @@ class LinearWarmup(Schedule):
         Bowman et al., "Generating Sentences from a Continuous Space",
         CoNLL 2016, https://arxiv.org/abs/1511.06349
 
-    Example:
-    >>> schedule = LinearWarmup(start=0.0, end=1.0, steps=10)
-    >>> [round(float(schedule(k)), 2) for k in (0, 5, 10, 20)]
-    [0.0, 0.5, 1.0, 1.0]
+    Examples:
+        >>> schedule = LinearWarmup(start=0.0, end=1.0, steps=10)
+        >>> [round(float(schedule(k)), 2) for k in (0, 5, 10, 20)]
+        [0.0, 0.5, 1.0, 1.0]
     """
 
     def __init__(self, start: float = 0.0, end: float = 1.0, steps: int = 1000, delay: int = 0) -> None:
@@ -95,10 +95,10 @@ class CyclicalSchedule(Schedule):
         Fu et al., "Cyclical Annealing Schedule: A Simple Approach to
         Mitigating KL Vanishing", NAACL 2019, https://arxiv.org/abs/1903.10145
 
-    Example:
-    >>> schedule = CyclicalSchedule(period=10, ratio=0.5)
-    >>> [round(float(schedule(k)), 2) for k in (0, 1, 5, 9, 10, 12)]
-    [0.0, 0.2, 1.0, 1.0, 0.0, 0.4]
+    Examples:
+        >>> schedule = CyclicalSchedule(period=10, ratio=0.5)
+        >>> [round(float(schedule(k)), 2) for k in (0, 1, 5, 9, 10, 12)]
+        [0.0, 0.2, 1.0, 1.0, 0.0, 0.4]
     """
 
     def __init__(self, period: int = 1000, ratio: float = 0.5, start: float = 0.0, end: float = 1.0) -> None:

@@ -49,6 +49,38 @@ def num_replicas() -> int:
     return _module().num_replicas()
 
 
+def replica_id() -> Any:
+    """This replica's index (`tf.distribute`, more than one replica), or
+    `None` outside a data-parallel replica."""
+    return _module().replica_id()
+
+
+def replica_sum(x: Any) -> Any:
+    """The sum of `x` (a tensor or a list of tensors) over the data-parallel
+    replicas (`tf.distribute`), `x` itself elsewhere. No gradient flows
+    through the sum."""
+    return _module().replica_sum(x)
+
+
+def replica_losses(local: Any):
+    """`(losses, shares)` from this replica's task losses `local`.
+
+    Under `tf.distribute` each replica computes Keras' share of every task
+    loss (its slice's loss / replicas, or the global batch's / replicas for
+    a batch-level loss): the shares add up to the global losses over the
+    replicas. `losses` holds the global values (what the weighting strategy
+    and the logs see) and `shares` the global values / replicas; both carry
+    the gradient of this replica's share, which Keras sums over the replicas.
+    With one replica both are `local`.
+    """
+    replicas = num_replicas()
+    if replicas == 1:
+        return local, local
+    total = replica_sum(local)
+    own = local - keras.ops.stop_gradient(local)
+    return total + own, total / replicas + own
+
+
 def multi_task_train_step(model: Any, *args: Any) -> Any:
     """The training step of a `MultiOutputModel` whose weighting strategy
     needs per-task gradients or the losses after the step: `(data)` on

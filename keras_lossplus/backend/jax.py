@@ -23,6 +23,14 @@ def num_replicas() -> int:
     return 1
 
 
+def replica_id() -> Any:
+    return None
+
+
+def replica_sum(x: Any) -> Any:
+    return x
+
+
 def _scoped(model: Any, trainable: Any, non_trainable: Any, metrics: Any = None) -> Any:
     mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables, non_trainable))
     if metrics is not None:

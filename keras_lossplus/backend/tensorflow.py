@@ -22,6 +22,20 @@ def num_replicas() -> int:
     return 1 if context is None else context.num_replicas_in_sync
 
 
+def replica_id() -> Any:
+    context = _replica_context()
+    if context is None:
+        return None
+    return int(tf.get_static_value(context.replica_id_in_sync_group))
+
+
+def replica_sum(x: Any) -> Any:
+    context = _replica_context()
+    if context is None:
+        return x
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.nest.map_structure(tf.stop_gradient, x))
+
+
 def gather_replicas(tensors: list) -> Any:
     context = _replica_context()
     if context is None:
@@ -58,18 +72,27 @@ def gather_replicas(tensors: list) -> Any:
 def multi_task_train_step(model: Any, data: Any) -> Any:
     """One forward pass under a persistent tape, then one backward pass per
     task combined by the strategy (or one weighted backward pass), the
-    optimizer step and, if asked, the losses again on the same batch."""
+    optimizer step and, if asked, the losses again on the same batch.
+
+    Under `tf.distribute` the strategy sees the global losses and, for
+    gradient-level strategies, the task gradients summed over the replicas;
+    each replica then applies its share (1 / replicas) of the combined
+    gradient, which Keras' optimizer sums over the replicas."""
+    from keras_lossplus.backend import replica_losses  # the backend-neutral half
+
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     strategy = model.loss_weighting
+    replicas = num_replicas()
 
     with tf.GradientTape(persistent=True) as tape:
         y_pred = model(x, training=True)
-        losses = model.task_losses(y, y_pred, sample_weight)
+        local = model.task_losses(y, y_pred, sample_weight)
+        losses, shares = replica_losses(local)
         penalty = model.penalty_total()
-        task_terms = [losses[k] for k in range(losses.shape[0])]  # sliced under the tape
+        task_terms = [local[k] for k in range(local.shape[0])]  # sliced under the tape
         if not strategy.uses_task_gradients:
             weights, _ = strategy.loss_weights(losses)
-            objective = tf.reduce_sum(tf.stop_gradient(weights) * losses) + penalty
+            objective = tf.reduce_sum(tf.stop_gradient(weights) * shares) + penalty
     variables = model.trainable_variables  # after the forward pass, which builds a subclassed model
 
     def grad(target: Any) -> list:
@@ -77,16 +100,20 @@ def multi_task_train_step(model: Any, data: Any) -> Any:
         return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
 
     if strategy.uses_task_gradients:
-        per_task = [grad(term) for term in task_terms]
+        per_task = replica_sum([grad(term) for term in task_terms])  # global task gradients
         task_grads = [tf.stack([g[i] for g in per_task]) for i in range(len(variables))]
-        penalty_grads = grad(penalty) if model.losses else None
-        grads, weights = model.combine_gradients(variables, task_grads, losses, penalty_grads)
+        penalty_grads = replica_sum(grad(penalty)) if model.losses else None
+        grads, weights = model.combine_gradients(variables, task_grads, tf.stop_gradient(losses), penalty_grads)
+        if replicas > 1:
+            grads = [g / tf.cast(replicas, g.dtype) for g in grads]
     else:
         grads = grad(objective)
     del tape
     model.optimizer.apply_gradients(zip(grads, variables))
-    model.record_step(x, losses, weights, penalty)  # before the re-evaluation overwrites penalty values
+    # logged before the re-evaluation overwrites the penalty values
+    model.record_step(x, tf.stop_gradient(losses), weights, replica_sum(penalty) if replicas > 1 else penalty)
     logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
     if strategy.needs_post_step_losses:
-        strategy.after_step(losses, model.task_losses(y, model(x, training=True), sample_weight))
+        new_losses = replica_losses(model.task_losses(y, model(x, training=True), sample_weight))[0]
+        strategy.after_step(tf.stop_gradient(losses), tf.stop_gradient(new_losses))
     return logs

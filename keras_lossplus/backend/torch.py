@@ -33,6 +33,14 @@ def num_replicas() -> int:
     return 1
 
 
+def replica_id() -> Any:
+    return None
+
+
+def replica_sum(x: Any) -> Any:
+    return x
+
+
 def multi_task_train_step(model: Any, data: Any) -> Any:
     """One forward pass, then one `torch.autograd.grad` per task combined by
     the strategy (or one weighted backward pass), the optimizer step and,

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 import keras
-from keras import ops
+from keras import ops, tree
 
+from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.base import check_number
 from keras_lossplus.ops import compute_dtype
 
@@ -52,6 +53,22 @@ def factor_variable(layer: keras.layers.Layer, name: str, value: Factor, **bound
         shape=(), initializer=keras.initializers.Constant(value), dtype="float32",
         trainable=False, autocast=False, name=name,
     )
+
+
+def replica_local_weight(layer: keras.layers.Layer, name: str, shape: tuple = (), initializer: Any = "zeros"):
+    """A non-trainable float32 variable that a layer assigns in `call()`.
+
+    Under `tf.distribute` each replica updates its own copy (read outside the
+    replicas: their mean), as Keras' metric variables do. A synchronised
+    variable would make every replica wait for the others in the middle of
+    the forward pass, and the replicas' `add_loss` terms then get mixed up
+    (each replica ends up reading another one's `model.losses`).
+    """
+    with keras.name_scope(layer.name, caller=layer):
+        return keras.Variable(
+            initializer=keras.initializers.get(initializer), shape=shape, dtype="float32", trainable=False,
+            autocast=False, aggregation="mean", synchronization="on_read", name=name,
+        )
 
 
 def two_input_shapes(layer: keras.layers.Layer, input_shape: Any, names: str) -> tuple:
@@ -96,23 +113,20 @@ class PenaltyLayer(keras.layers.Layer):
     Reference:
         Keras' `Layer.add_loss`, https://keras.io/api/losses/#the-addloss-api
 
-    Example:
-    >>> class MaxPenalty(PenaltyLayer):
-    ...     def penalty(self, inputs):
-    ...         return keras.ops.max(keras.ops.abs(inputs))
-    >>> layer = MaxPenalty()
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -3.0]]))
-    >>> [float(v) for v in layer.losses], float(layer.penalty_value)
-    ([3.0], 3.0)
+    Examples:
+        >>> class MaxPenalty(PenaltyLayer):
+        ...     def penalty(self, inputs):
+        ...         return keras.ops.max(keras.ops.abs(inputs))
+        >>> layer = MaxPenalty()
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -3.0]]))
+        >>> [float(v) for v in layer.losses], float(layer.penalty_value)
+        ([3.0], 3.0)
     """
 
     def __init__(self, training_only: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.training_only = bool(training_only)
-        self.penalty_value = self.add_weight(
-            shape=(), initializer="zeros", dtype="float32", trainable=False,
-            autocast=False, aggregation="mean", name="penalty_value",
-        )
+        self.penalty_value = replica_local_weight(self, "penalty_value")
 
     def penalty(self, inputs: Any) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -121,15 +135,71 @@ class PenaltyLayer(keras.layers.Layer):
         """What the layer returns; its input by default."""
         return inputs
 
+    # How the penalty of a batch splits over data-parallel replicas (tf.distribute):
+    # "mean": a mean over samples (each replica's slice, averaged by Keras);
+    # "sum": a sum over samples (the replicas' values add up);
+    # "batch": needs the whole batch (inputs all-gathered, like BatchLoss).
+    batch_reduction = "mean"
+
     def call(self, inputs: Any, training: Optional[bool] = None) -> Any:
         outputs = self.outputs(inputs, training)
         if self.training_only and not training:
             self.penalty_value.assign(ops.zeros((), "float32"))
             return outputs
+        inputs, replicas = self._replica_inputs(inputs)
         value = ops.cast(self.penalty(inputs), "float32")
-        self.add_loss(value)
+        term = value
+        if replicas > 1 and self.batch_reduction == "batch":
+            # the global batch's penalty; Keras divides an add_loss term by the replicas and sums their
+            # gradients, each of which flows through the replica's own slice
+            term = ops.stop_gradient(value) + replicas * (value - ops.stop_gradient(value))
+        elif replicas > 1 and self.batch_reduction == "sum":
+            value = term = value * replicas  # logged: the replicas' mean; added: this replica's sum
+        self.add_loss(term)
         self.penalty_value.assign(ops.stop_gradient(value))
+        self.after_penalty(inputs, training)
         return outputs
+
+    # Under tf.distribute the replicas run the same layer objects in threads that take turns at each
+    # collective (the gather of a batch-level loss or penalty). Keras keeps add_loss terms in one list
+    # per layer and clears it when a replica's forward pass starts, so a replica that resumes after a
+    # collective would read another replica's terms. A penalty layer keeps them per replica instead.
+    def add_loss(self, loss: Any) -> None:
+        replica = klp_backend.replica_id()
+        if replica is None:
+            return super().add_loss(loss)
+        self._replica_losses().setdefault(replica, []).extend(tree.flatten(loss))
+
+    def _get_own_losses(self) -> list:
+        own = super()._get_own_losses()
+        replica = klp_backend.replica_id()
+        return own if replica is None else own + list(self._replica_losses().get(replica, []))
+
+    def _clear_losses(self) -> None:
+        super()._clear_losses()
+        replica = klp_backend.replica_id()
+        if replica is not None:
+            self._replica_losses().pop(replica, None)
+
+    def _replica_losses(self) -> dict:
+        store = self.__dict__.get("_klp_replica_losses")
+        if store is None:  # an untracked attribute: Keras' tracker would wrap a dict set the usual way
+            store = {}
+            object.__setattr__(self, "_klp_replica_losses", store)
+        return store
+
+    def _replica_inputs(self, inputs: Any) -> tuple:
+        """`(inputs, replicas)`: under `tf.distribute`, a batch-level
+        penalty's inputs gathered from every replica."""
+        replicas = klp_backend.num_replicas()
+        if replicas > 1 and self.batch_reduction == "batch":
+            flat, replicas = klp_backend.gather_replicas(tree.flatten(inputs))
+            inputs = tree.pack_sequence_as(inputs, flat)
+        return inputs, replicas
+
+    def after_penalty(self, inputs: Any, training: Optional[bool]) -> None:
+        """Called with the penalty's inputs (the global batch's, for a
+        batch-level penalty under `tf.distribute`) after the penalty."""
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape

@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.layers.base import (
+    replica_local_weight,
     Factor,
     PenaltyLayer,
     as_float32,
@@ -56,13 +57,15 @@ class CenterPenalty(PenaltyLayer):
         Wen et al., "A Discriminative Feature Learning Approach for Deep Face
         Recognition", ECCV 2016.
 
-    Example:
-    >>> layer = CenterPenalty(num_classes=2, factor=1.0)
-    >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.0, 1.0]])
-    >>> _ = layer([x, keras.ops.convert_to_tensor([0, 1])])
-    >>> [float(v) for v in layer.losses]
-    [0.5]
+    Examples:
+        >>> layer = CenterPenalty(num_classes=2, factor=1.0)
+        >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> _ = layer([x, keras.ops.convert_to_tensor([0, 1])])
+        >>> [float(v) for v in layer.losses]
+        [0.5]
     """
+
+    batch_reduction = "batch"  # the center update uses the whole batch
 
     def __init__(self, num_classes: int, factor: Factor = 0.01, alpha: float = 0.5, training_only: bool = False,
                  **kwargs: Any) -> None:
@@ -77,10 +80,8 @@ class CenterPenalty(PenaltyLayer):
         emb_shape, _ = two_input_shapes(self, input_shape, "embeddings, labels")
         if len(emb_shape) != 2 or emb_shape[-1] is None:
             raise ValueError(f"CenterPenalty expects embeddings of shape (batch, dim). Received {emb_shape}")
-        self.centers = self.add_weight(
-            shape=(self.num_classes, emb_shape[-1]), initializer="zeros", dtype="float32",
-            trainable=False, autocast=False, aggregation="mean", name="centers",
-        )
+        # every replica moves its copy by the same, global-batch update
+        self.centers = replica_local_weight(self, "centers", (self.num_classes, emb_shape[-1]))
 
     def _labels(self, labels: Any) -> Tensor:
         labels = ops.convert_to_tensor(labels)
@@ -117,10 +118,11 @@ class CenterPenalty(PenaltyLayer):
         # labels are checked and one-hot encoded once, for the penalty and the update
         embeddings = inputs[0]
         one_hot = self._one_hot(self._labels(inputs[1]), "float32")
-        outputs = super().call((embeddings, one_hot), training=training)
+        return super().call((embeddings, one_hot), training=training)
+
+    def after_penalty(self, inputs: Any, training: Optional[bool]) -> None:
         if training:
-            self._update_centers(embeddings, one_hot)
-        return outputs
+            self._update_centers(*inputs)
 
     def _update_centers(self, embeddings: Tensor, one_hot: Tensor) -> None:
         x = ops.stop_gradient(as_float32(embeddings))

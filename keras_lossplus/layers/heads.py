@@ -200,22 +200,25 @@ class ArcFace(_MarginHead):
         margin: The angular margin `m` in **radians**, in `[0, pi)`
             (pytorch-metric-learning's `margin` is in degrees: 28.6 degrees
             = 0.5 radians).
+        **kwargs: Standard layer arguments (`name`, `dtype`, ...) and the
+            keyword arguments below.
+
+    Keyword Args:
         kernel_initializer, kernel_regularizer, kernel_constraint: For the
             class weights, as in `keras.layers.Dense`.
-        **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Reference:
         Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face
         Recognition", CVPR 2019, https://arxiv.org/abs/1801.07698
 
-    Example:
-    >>> head = ArcFace(num_classes=2, scale=1.0, margin=0.5, kernel_initializer="identity")
-    >>> emb = keras.ops.convert_to_tensor([[1.0, 0.0], [1.0, 1.0]])
-    >>> labels = keras.ops.convert_to_tensor([0, 1])
-    >>> keras.ops.convert_to_numpy(head([emb, labels], training=True)).astype("float64").round(4).tolist()
-    [[0.8776, 0.0], [0.7071, 0.2815]]
-    >>> keras.ops.convert_to_numpy(head([emb, labels])).astype("float64").round(4).tolist()
-    [[1.0, 0.0], [0.7071, 0.7071]]
+    Examples:
+        >>> head = ArcFace(num_classes=2, scale=1.0, margin=0.5, kernel_initializer="identity")
+        >>> emb = keras.ops.convert_to_tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> labels = keras.ops.convert_to_tensor([0, 1])
+        >>> keras.ops.convert_to_numpy(head([emb, labels], training=True)).astype("float64").round(4).tolist()
+        [[0.8776, 0.0], [0.7071, 0.2815]]
+        >>> keras.ops.convert_to_numpy(head([emb, labels])).astype("float64").round(4).tolist()
+        [[1.0, 0.0], [0.7071, 0.7071]]
     """
 
     default_margin = 0.5
@@ -250,20 +253,23 @@ class CosFace(_MarginHead):
         num_classes: Number of classes, `>= 2`.
         scale: The scale `s`, `> 0`.
         margin: The cosine margin `m`, `>= 0`.
+        **kwargs: Standard layer arguments (`name`, `dtype`, ...) and the
+            keyword arguments below.
+
+    Keyword Args:
         kernel_initializer, kernel_regularizer, kernel_constraint: For the
             class weights, as in `keras.layers.Dense`.
-        **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Reference:
         Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
         Recognition", CVPR 2018, https://arxiv.org/abs/1801.09414
 
-    Example:
-    >>> head = CosFace(num_classes=2, scale=1.0, margin=0.35, kernel_initializer="identity")
-    >>> emb = keras.ops.convert_to_tensor([[1.0, 0.0], [1.0, 1.0]])
-    >>> labels = keras.ops.convert_to_tensor([0, 1])
-    >>> keras.ops.convert_to_numpy(head([emb, labels], training=True)).astype("float64").round(4).tolist()
-    [[0.65, 0.0], [0.7071, 0.3571]]
+    Examples:
+        >>> head = CosFace(num_classes=2, scale=1.0, margin=0.35, kernel_initializer="identity")
+        >>> emb = keras.ops.convert_to_tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> labels = keras.ops.convert_to_tensor([0, 1])
+        >>> keras.ops.convert_to_numpy(head([emb, labels], training=True)).astype("float64").round(4).tolist()
+        [[0.65, 0.0], [0.7071, 0.3571]]
     """
 
     default_margin = 0.35
@@ -295,24 +301,27 @@ class SubCenterArcFace(ArcFace):
         scale: The scale `s`, `> 0`.
         margin: The angular margin `m` in radians, in `[0, pi)`.
         sub_centers: Sub-centers per class `K`, `>= 1`.
+        **kwargs: Standard layer arguments (`name`, `dtype`, ...) and the
+            keyword arguments below.
+
+    Keyword Args:
         kernel_initializer, kernel_regularizer, kernel_constraint: For the
             class weights.
-        **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Reference:
         Deng et al., "Sub-center ArcFace: Boosting Face Recognition by
         Large-scale Noisy Web Faces", ECCV 2020.
 
-    Example:
-    >>> head = SubCenterArcFace(num_classes=2, sub_centers=2, scale=1.0)
-    >>> head.build([(None, 2), (None,)])
-    >>> _ = head.kernel.assign([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]])
-    >>> emb = keras.ops.convert_to_tensor([[1.0, 1.0]])
-    >>> labels = keras.ops.convert_to_tensor([1])
-    >>> keras.ops.convert_to_numpy(head([emb, labels])).astype("float64").round(4).tolist()
-    [[0.7071, 0.7071]]
-    >>> keras.ops.convert_to_numpy(head([emb, labels], training=True)).astype("float64").round(4).tolist()
-    [[0.7071, 0.2815]]
+    Examples:
+        >>> head = SubCenterArcFace(num_classes=2, sub_centers=2, scale=1.0)
+        >>> head.build([(None, 2), (None,)])
+        >>> _ = head.kernel.assign([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]])
+        >>> emb = keras.ops.convert_to_tensor([[1.0, 1.0]])
+        >>> labels = keras.ops.convert_to_tensor([1])
+        >>> keras.ops.convert_to_numpy(head([emb, labels])).astype("float64").round(4).tolist()
+        [[0.7071, 0.7071]]
+        >>> keras.ops.convert_to_numpy(head([emb, labels], training=True)).astype("float64").round(4).tolist()
+        [[0.7071, 0.2815]]
     """
 
     def __init__(
@@ -408,11 +417,11 @@ class ProxyAnchor(_ProxyLayer):
         Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020,
         https://arxiv.org/abs/2003.13911
 
-    Example:
-    >>> layer = ProxyAnchor(num_classes=2, proxy_initializer="identity")
-    >>> emb = keras.ops.convert_to_tensor([[2.0, 0.0], [1.0, 1.0]])
-    >>> keras.ops.convert_to_numpy(layer(emb)).astype("float64").round(4).tolist()
-    [[1.0, 0.0], [0.7071, 0.7071]]
+    Examples:
+        >>> layer = ProxyAnchor(num_classes=2, proxy_initializer="identity")
+        >>> emb = keras.ops.convert_to_tensor([[2.0, 0.0], [1.0, 1.0]])
+        >>> keras.ops.convert_to_numpy(layer(emb)).astype("float64").round(4).tolist()
+        [[1.0, 0.0], [0.7071, 0.7071]]
     """
 
     def call(self, inputs: Any) -> Tensor:
@@ -444,11 +453,11 @@ class ProxyNCA(_ProxyLayer):
         Movshovitz-Attias et al., "No Fuss Distance Metric Learning using
         Proxies", ICCV 2017, https://arxiv.org/abs/1703.07464
 
-    Example:
-    >>> layer = ProxyNCA(num_classes=2, proxy_initializer="identity")
-    >>> emb = keras.ops.convert_to_tensor([[2.0, 0.0], [0.0, 0.0]])
-    >>> keras.ops.convert_to_numpy(layer(emb)).astype("float64").round(4).tolist()
-    [[0.0, -2.0], [-1.0, -1.0]]
+    Examples:
+        >>> layer = ProxyNCA(num_classes=2, proxy_initializer="identity")
+        >>> emb = keras.ops.convert_to_tensor([[2.0, 0.0], [0.0, 0.0]])
+        >>> keras.ops.convert_to_numpy(layer(emb)).astype("float64").round(4).tolist()
+        [[0.0, -2.0], [-1.0, -1.0]]
     """
 
     def call(self, inputs: Any) -> Tensor:

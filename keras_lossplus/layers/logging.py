@@ -37,11 +37,11 @@ _METRICS_ATTR = "_klp_penalty_metrics"
 def penalty_layers(model: keras.layers.Layer) -> List[PenaltyLayer]:
     """Every `PenaltyLayer` inside `model`, nested models included, in order.
 
-    Example:
-    >>> from keras_lossplus.layers import L1Penalty
-    >>> model = keras.Sequential([keras.Input((2,)), L1Penalty(0.1, name="l1")])
-    >>> [layer.name for layer in penalty_layers(model)]
-    ['l1']
+    Examples:
+        >>> from keras_lossplus.layers import L1Penalty
+        >>> model = keras.Sequential([keras.Input((2,)), L1Penalty(0.1, name="l1")])
+        >>> [layer.name for layer in penalty_layers(model)]
+        ['l1']
     """
     return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, PenaltyLayer)]
 
@@ -80,16 +80,16 @@ class PenaltyLogging:
     Reference:
         Keras' `Model.compute_loss` customization, https://keras.io/api/models/model_training_apis/
 
-    Example:
-    >>> from keras_lossplus.layers import L1Penalty
-    >>> class LoggedModel(PenaltyLogging, keras.Model):
-    ...     pass
-    >>> inputs = keras.Input((3,))
-    >>> model = LoggedModel(inputs, L1Penalty(0.1, name="l1")(keras.layers.Dense(2)(inputs)))
-    >>> model.compile(optimizer="sgd", loss="mse")
-    >>> history = model.fit(keras.ops.ones((4, 3)), keras.ops.zeros((4, 2)), verbose=0)
-    >>> sorted(history.history)
-    ['l1', 'loss']
+    Examples:
+        >>> from keras_lossplus.layers import L1Penalty
+        >>> class LoggedModel(PenaltyLogging, keras.Model):
+        ...     pass
+        >>> inputs = keras.Input((3,))
+        >>> model = LoggedModel(inputs, L1Penalty(0.1, name="l1")(keras.layers.Dense(2)(inputs)))
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> history = model.fit(keras.ops.ones((4, 3)), keras.ops.zeros((4, 2)), verbose=0)
+        >>> sorted(history.history)
+        ['l1', 'loss']
     """
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
@@ -110,14 +110,14 @@ def log_penalties(model: keras.Model) -> keras.Model:
     but before `fit()`; it returns the same model. It is not saved with the
     model: call it again after `keras.saving.load_model`.
 
-    Example:
-    >>> from keras_lossplus.layers import L1Penalty
-    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), L1Penalty(0.1, name="l1")])
-    >>> model = log_penalties(model)
-    >>> model.compile(optimizer="sgd", loss="mse")
-    >>> history = model.fit(keras.ops.ones((4, 3)), keras.ops.zeros((4, 2)), verbose=0)
-    >>> sorted(history.history)
-    ['l1', 'loss']
+    Examples:
+        >>> from keras_lossplus.layers import L1Penalty
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), L1Penalty(0.1, name="l1")])
+        >>> model = log_penalties(model)
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> history = model.fit(keras.ops.ones((4, 3)), keras.ops.zeros((4, 2)), verbose=0)
+        >>> sorted(history.history)
+        ['l1', 'loss']
     """
     if isinstance(model, PenaltyLogging):
         _attach_metrics(model)

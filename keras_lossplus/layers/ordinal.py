@@ -58,13 +58,13 @@ class CoralOutput(keras.layers.Layer):
         Neural Networks with Application to Age Estimation", Pattern
         Recognition Letters 2020; coral-pytorch `CoralLayer`.
 
-    Example:
-    >>> layer = CoralOutput(num_classes=5)
-    >>> logits = layer(keras.ops.zeros((2, 3)))
-    >>> tuple(logits.shape)
-    (2, 4)
-    >>> print(keras.ops.convert_to_numpy(layer.bias))
-    [1.   0.75 0.5  0.25]
+    Examples:
+        >>> layer = CoralOutput(num_classes=5)
+        >>> logits = layer(keras.ops.zeros((2, 3)))
+        >>> tuple(logits.shape)
+        (2, 4)
+        >>> print(keras.ops.convert_to_numpy(layer.bias))
+        [1.   0.75 0.5  0.25]
     """
 
     def __init__(

@@ -38,6 +38,7 @@ class _NormPenalty(PenaltyLayer):
                  names: tuple = ("l1", "l2"), **kwargs: Any) -> None:
         super().__init__(training_only=training_only, **kwargs)
         self.normalize_by_batch = bool(normalize_by_batch)
+        self.batch_reduction = "mean" if self.normalize_by_batch else "sum"
         self.l1 = None if l1 is None else factor_variable(self, names[0], l1)
         self.l2 = None if l2 is None else factor_variable(self, names[1], l2)
 
@@ -76,11 +77,11 @@ class L1Penalty(_NormPenalty):
         Tibshirani, "Regression Shrinkage and Selection via the Lasso", 1996;
         Keras' `ActivityRegularization`.
 
-    Example:
-    >>> layer = L1Penalty(0.5)
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
-    >>> [float(v) for v in layer.losses]
-    [3.0]
+    Examples:
+        >>> layer = L1Penalty(0.5)
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
+        >>> [float(v) for v in layer.losses]
+        [3.0]
     """
 
     def __init__(self, factor: Factor = 0.01, normalize_by_batch: bool = False, training_only: bool = False,
@@ -106,11 +107,11 @@ class L2Penalty(_NormPenalty):
     Reference:
         Hoerl & Kennard, "Ridge Regression", 1970; Keras' `ActivityRegularization`.
 
-    Example:
-    >>> layer = L2Penalty(0.5)
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
-    >>> [float(v) for v in layer.losses]
-    [7.0]
+    Examples:
+        >>> layer = L2Penalty(0.5)
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
+        >>> [float(v) for v in layer.losses]
+        [7.0]
     """
 
     def __init__(self, factor: Factor = 0.01, normalize_by_batch: bool = False, training_only: bool = False,
@@ -138,11 +139,11 @@ class ElasticNetPenalty(_NormPenalty):
         Zou & Hastie, "Regularization and variable selection via the elastic
         net", 2005.
 
-    Example:
-    >>> layer = ElasticNetPenalty(l1=0.5, l2=0.5)
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
-    >>> [float(v) for v in layer.losses]
-    [10.0]
+    Examples:
+        >>> layer = ElasticNetPenalty(l1=0.5, l2=0.5)
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
+        >>> [float(v) for v in layer.losses]
+        [10.0]
     """
 
     def __init__(self, l1: Factor = 0.01, l2: Factor = 0.01, normalize_by_batch: bool = False,
@@ -190,12 +191,14 @@ class KLSparsityPenalty(_FactorPenalty):
     Reference:
         Ng, "Sparse autoencoder", CS294A lecture notes, 2011.
 
-    Example:
-    >>> layer = KLSparsityPenalty(target=0.5, factor=1.0)
-    >>> _ = layer(keras.ops.convert_to_tensor([[0.5, 0.5], [0.5, 0.5]]))
-    >>> [round(float(v), 6) for v in layer.losses]
-    [0.0]
+    Examples:
+        >>> layer = KLSparsityPenalty(target=0.5, factor=1.0)
+        >>> _ = layer(keras.ops.convert_to_tensor([[0.5, 0.5], [0.5, 0.5]]))
+        >>> [round(float(v), 6) for v in layer.losses]
+        [0.0]
     """
+
+    batch_reduction = "batch"
 
     def __init__(self, target: float = 0.05, factor: Factor = 1.0, training_only: bool = False,
                  **kwargs: Any) -> None:
@@ -242,12 +245,14 @@ class DecorrelationPenalty(_FactorPenalty):
         Decorrelating Representations", ICLR 2016,
         https://arxiv.org/abs/1511.06068
 
-    Example:
-    >>> layer = DecorrelationPenalty(factor=1.0)
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, 1.0], [-1.0, -1.0]]))
-    >>> [float(v) for v in layer.losses]
-    [1.0]
+    Examples:
+        >>> layer = DecorrelationPenalty(factor=1.0)
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, 1.0], [-1.0, -1.0]]))
+        >>> [float(v) for v in layer.losses]
+        [1.0]
     """
+
+    batch_reduction = "batch"
 
     def __init__(self, factor: Factor = 0.1, training_only: bool = False, **kwargs: Any) -> None:
         super().__init__(factor, training_only=training_only, **kwargs)
@@ -278,14 +283,16 @@ class OrthogonalityPenalty(_FactorPenalty):
         Brock et al., "Neural Photo Editing with Introspective Adversarial
         Networks", ICLR 2017; Keras' `OrthogonalRegularizer`.
 
-    Example:
-    >>> layer = OrthogonalityPenalty(factor=1.0, mode="rows")
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, 0.0], [1.0, 0.0]]))
-    >>> [float(v) for v in layer.losses]
-    [1.0]
+    Examples:
+        >>> layer = OrthogonalityPenalty(factor=1.0, mode="rows")
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, 0.0], [1.0, 0.0]]))
+        >>> [float(v) for v in layer.losses]
+        [1.0]
     """
 
     MODES = ("rows", "columns")
+
+    batch_reduction = "batch"
 
     def __init__(self, factor: Factor = 0.01, mode: str = "rows", training_only: bool = False, **kwargs: Any) -> None:
         check_choice("mode", mode, self.MODES)
@@ -333,11 +340,11 @@ class EntropyPenalty(_FactorPenalty):
         Pereyra et al., "Regularizing Neural Networks by Penalizing Confident
         Output Distributions", ICLR 2017 workshop, https://arxiv.org/abs/1701.06548
 
-    Example:
-    >>> layer = EntropyPenalty(factor=1.0)
-    >>> _ = layer(keras.ops.convert_to_tensor([[0.5, 0.5]]))
-    >>> [round(float(v), 4) for v in layer.losses]
-    [-0.6931]
+    Examples:
+        >>> layer = EntropyPenalty(factor=1.0)
+        >>> _ = layer(keras.ops.convert_to_tensor([[0.5, 0.5]]))
+        >>> [round(float(v), 4) for v in layer.losses]
+        [-0.6931]
     """
 
     def __init__(self, factor: Factor = 0.1, from_logits: bool = False, training_only: bool = False,
@@ -385,12 +392,14 @@ class VarianceCovariancePenalty(PenaltyLayer):
         Regularization for Self-Supervised Learning", ICLR 2022,
         https://arxiv.org/abs/2105.04906
 
-    Example:
-    >>> layer = VarianceCovariancePenalty(variance_weight=1.0, covariance_weight=1.0)
-    >>> _ = layer(keras.ops.convert_to_tensor([[1.0, 0.0], [-1.0, 0.0]]))
-    >>> [round(float(v), 4) for v in layer.losses]
-    [0.495]
+    Examples:
+        >>> layer = VarianceCovariancePenalty(variance_weight=1.0, covariance_weight=1.0)
+        >>> _ = layer(keras.ops.convert_to_tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        >>> [round(float(v), 4) for v in layer.losses]
+        [0.495]
     """
+
+    batch_reduction = "batch"
 
     def __init__(self, variance_weight: Factor = 25.0, covariance_weight: Factor = 1.0, gamma: float = 1.0,
                  epsilon: float = 1e-4, training_only: bool = False, **kwargs: Any) -> None:

@@ -24,10 +24,10 @@ def gaussian_kl(z_mean: Tensor, z_log_var: Tensor) -> Tensor:
     """`KL(N(mean, exp(log_var)) || N(0, I))` summed over the last axis,
     per sample.
 
-    Example:
-    >>> mean = keras.ops.convert_to_tensor([[1.0, 0.0]])
-    >>> float(gaussian_kl(mean, keras.ops.zeros((1, 2)))[0])
-    0.5
+    Examples:
+        >>> mean = keras.ops.convert_to_tensor([[1.0, 0.0]])
+        >>> float(gaussian_kl(mean, keras.ops.zeros((1, 2)))[0])
+        0.5
     """
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
@@ -64,11 +64,11 @@ class GaussianSampling(PenaltyLayer):
         Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014,
         https://arxiv.org/abs/1312.6114; Higgins et al., "beta-VAE", ICLR 2017.
 
-    Example:
-    >>> layer = GaussianSampling(beta=1.0)
-    >>> z = layer([keras.ops.zeros((2, 3)), keras.ops.zeros((2, 3))])
-    >>> tuple(z.shape), [float(v) for v in layer.losses]
-    ((2, 3), [0.0])
+    Examples:
+        >>> layer = GaussianSampling(beta=1.0)
+        >>> z = layer([keras.ops.zeros((2, 3)), keras.ops.zeros((2, 3))])
+        >>> tuple(z.shape), [float(v) for v in layer.losses]
+        ((2, 3), [0.0])
     """
 
     def __init__(self, beta: Beta = 1.0, seed: Optional[int] = None, training_only: bool = False,

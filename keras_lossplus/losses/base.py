@@ -199,6 +199,10 @@ class BatchLoss(LossPlus):
     `keras.distribution` the loss always sees the global batch.
     """
 
+    # True for losses whose labels are class ids (compared, never computed with): integer labels stay
+    # integers, since a float32 cast would merge ids from 2**24 on (float16: 2**11)
+    class_labels = False
+
     def __init__(self, *, cross_replica: str = "gather", **kwargs: Any) -> None:
         check_choice("cross_replica", cross_replica, CROSS_REPLICA)
         super().__init__(**kwargs)
@@ -215,7 +219,9 @@ class BatchLoss(LossPlus):
         mask = get_keras_mask(y_pred)
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+            y_true = ops.convert_to_tensor(y_true)
+            if not (self.class_labels and keras.backend.is_int_dtype(keras.backend.standardize_dtype(y_true.dtype))):
+                y_true = ops.cast(y_true, self.dtype)
             weights = batch_weights(sample_weight, mask, y_pred)
             return ops.cast(self._replicated(y_true, y_pred, weights), self.dtype)
 

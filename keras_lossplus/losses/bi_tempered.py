@@ -93,10 +93,10 @@ def tempered_softmax(activations: Tensor, t: float = 1.0, num_iters: int = 5) ->
         Amid et al., "Robust Bi-Tempered Logistic Loss Based on Bregman
         Divergences", NeurIPS 2019, https://arxiv.org/abs/1906.03361
 
-    Example:
-    >>> p = tempered_softmax(keras.ops.convert_to_tensor([[1.0, 2.0, 3.0]]), t=1.5)
-    >>> round(float(keras.ops.sum(p)), 4)
-    1.0
+    Examples:
+        >>> p = tempered_softmax(keras.ops.convert_to_tensor([[1.0, 2.0, 3.0]]), t=1.5)
+        >>> round(float(keras.ops.sum(p)), 4)
+        1.0
     """
     activations = ops.convert_to_tensor(activations)
     return _exp_t(_shifted_activations(activations, t, num_iters), t)
@@ -152,11 +152,11 @@ def bi_tempered_logistic_loss(
         Amid et al., "Robust Bi-Tempered Logistic Loss Based on Bregman
         Divergences", NeurIPS 2019, https://arxiv.org/abs/1906.03361
 
-    Example:
-    >>> y_true = [[0.0, 1.0, 0.0]]
-    >>> logits = [[1.0, 2.0, 0.5]]
-    >>> print(keras.ops.convert_to_numpy(bi_tempered_logistic_loss(y_true, logits, t1=1.0, t2=1.0)).round(4))
-    [0.4644]
+    Examples:
+        >>> y_true = [[0.0, 1.0, 0.0]]
+        >>> logits = [[1.0, 2.0, 0.5]]
+        >>> print(keras.ops.convert_to_numpy(bi_tempered_logistic_loss(y_true, logits, t1=1.0, t2=1.0)).round(4))
+        [0.4644]
     """
     opts = _check_bi_tempered(t1, t2, label_smoothing, num_iters)
     t1, t2, label_smoothing = opts["t1"], opts["t2"], opts["label_smoothing"]
@@ -198,10 +198,10 @@ class BiTemperedLogisticLoss(LossPlus):
         Amid et al., "Robust Bi-Tempered Logistic Loss Based on Bregman
         Divergences", NeurIPS 2019, https://arxiv.org/abs/1906.03361
 
-    Example:
-    >>> loss = BiTemperedLogisticLoss(t1=0.8, t2=1.2)
-    >>> round(float(loss([[0.0, 1.0, 0.0]], [[1.0, 2.0, 0.5]])), 4)
-    0.3824
+    Examples:
+        >>> loss = BiTemperedLogisticLoss(t1=0.8, t2=1.2)
+        >>> round(float(loss([[0.0, 1.0, 0.0]], [[1.0, 2.0, 0.5]])), 4)
+        0.3824
     """
 
     fn = staticmethod(bi_tempered_logistic_loss)

@@ -24,9 +24,9 @@ def class_balanced_weights(samples_per_class: Sequence[float], beta: float = 0.9
         Cui et al., "Class-Balanced Loss Based on Effective Number of
         Samples", CVPR 2019, https://arxiv.org/abs/1901.05555
 
-    Example:
-    >>> print(class_balanced_weights([900, 100], beta=0.99).round(4))
-    [0.776 1.224]
+    Examples:
+        >>> print(class_balanced_weights([900, 100], beta=0.99).round(4))
+        [0.776 1.224]
     """
     counts = _check_counts(samples_per_class)
     beta = check_number("beta", beta, low=0.0, high=1.0, high_open=True)
@@ -111,11 +111,11 @@ def class_balanced_loss(
         Cui et al., "Class-Balanced Loss Based on Effective Number of
         Samples", CVPR 2019, https://arxiv.org/abs/1901.05555
 
-    Example:
-    >>> from keras_lossplus.losses import focal_loss
-    >>> values = class_balanced_loss([[1.0], [0.0]], [[0.4], [0.4]], focal_loss, [900, 100], beta=0.99)
-    >>> print(keras.ops.convert_to_numpy(values).round(4))
-    [0.4037 0.0634]
+    Examples:
+        >>> from keras_lossplus.losses import focal_loss
+        >>> values = class_balanced_loss([[1.0], [0.0]], [[0.4], [0.4]], focal_loss, [900, 100], beta=0.99)
+        >>> print(keras.ops.convert_to_numpy(values).round(4))
+        [0.4037 0.0634]
     """
     weights = class_balanced_weights(samples_per_class, beta)
     _check_base_loss(base_loss)
@@ -147,11 +147,11 @@ class ClassBalancedLoss(LossPlus):
         Cui et al., "Class-Balanced Loss Based on Effective Number of
         Samples", CVPR 2019, https://arxiv.org/abs/1901.05555
 
-    Example:
-    >>> from keras_lossplus.losses import FocalLoss
-    >>> loss = ClassBalancedLoss(FocalLoss(gamma=2.0), samples_per_class=[900, 100], beta=0.99)
-    >>> round(float(loss([[1.0], [0.0]], [[0.4], [0.4]])), 4)
-    0.2336
+    Examples:
+        >>> from keras_lossplus.losses import FocalLoss
+        >>> loss = ClassBalancedLoss(FocalLoss(gamma=2.0), samples_per_class=[900, 100], beta=0.99)
+        >>> round(float(loss([[1.0], [0.0]], [[0.4], [0.4]])), 4)
+        0.2336
     """
 
     def __init__(

@@ -157,11 +157,11 @@ def focal_loss(
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
         https://arxiv.org/abs/1708.02002
 
-    Example:
-    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
-    >>> y_pred = [[0.3, 0.7], [0.2, 0.8]]
-    >>> print(keras.ops.convert_to_numpy(focal_loss(y_true, y_pred, gamma=2.0)).round(4))
-    [0.0321 1.03  ]
+    Examples:
+        >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+        >>> y_pred = [[0.3, 0.7], [0.2, 0.8]]
+        >>> print(keras.ops.convert_to_numpy(focal_loss(y_true, y_pred, gamma=2.0)).round(4))
+        [0.0321 1.03  ]
     """
     check_choice("mode", mode, FOCAL_MODES)
     gamma = check_number("gamma", gamma, low=0.0)
@@ -218,10 +218,10 @@ class FocalLoss(LossPlus):
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
         https://arxiv.org/abs/1708.02002
 
-    Example:
-    >>> loss = FocalLoss(gamma=2.0, alpha=[0.25, 0.75], mode="multilabel", from_logits=True)
-    >>> round(float(loss([[0.0, 1.0]], [[-1.0, 2.0]])), 4)
-    0.0092
+    Examples:
+        >>> loss = FocalLoss(gamma=2.0, alpha=[0.25, 0.75], mode="multilabel", from_logits=True)
+        >>> round(float(loss([[0.0, 1.0]], [[-1.0, 2.0]])), 4)
+        0.0092
     """
 
     fn = staticmethod(focal_loss)
@@ -280,11 +280,11 @@ def poly_loss(
         Classification Loss Functions", ICLR 2022,
         https://arxiv.org/abs/2204.12511
 
-    Example:
-    >>> y_true = [[0.0, 1.0, 0.0]]
-    >>> logits = [[1.0, 2.0, 0.5]]
-    >>> print(keras.ops.convert_to_numpy(poly_loss(y_true, logits, epsilon=1.0)).round(4))
-    [0.8358]
+    Examples:
+        >>> y_true = [[0.0, 1.0, 0.0]]
+        >>> logits = [[1.0, 2.0, 0.5]]
+        >>> print(keras.ops.convert_to_numpy(poly_loss(y_true, logits, epsilon=1.0)).round(4))
+        [0.8358]
     """
     epsilon = check_number("epsilon", epsilon, low=-1.0)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -312,10 +312,10 @@ class PolyLoss(LossPlus):
         Classification Loss Functions", ICLR 2022,
         https://arxiv.org/abs/2204.12511
 
-    Example:
-    >>> loss = PolyLoss(epsilon=1.0)
-    >>> round(float(loss([[0.0, 1.0, 0.0]], [[1.0, 2.0, 0.5]])), 4)
-    0.8358
+    Examples:
+        >>> loss = PolyLoss(epsilon=1.0)
+        >>> round(float(loss([[0.0, 1.0, 0.0]], [[1.0, 2.0, 0.5]])), 4)
+        0.8358
     """
 
     fn = staticmethod(poly_loss)
@@ -378,11 +378,11 @@ def asymmetric_loss(
         Ridnik et al., "Asymmetric Loss For Multi-Label Classification",
         ICCV 2021, https://arxiv.org/abs/2009.14119
 
-    Example:
-    >>> y_true = [[1.0, 0.0, 0.0]]
-    >>> y_pred = [[0.6, 0.3, 0.02]]
-    >>> print(keras.ops.convert_to_numpy(asymmetric_loss(y_true, y_pred)).round(4))
-    [0.1706]
+    Examples:
+        >>> y_true = [[1.0, 0.0, 0.0]]
+        >>> y_pred = [[0.6, 0.3, 0.02]]
+        >>> print(keras.ops.convert_to_numpy(asymmetric_loss(y_true, y_pred)).round(4))
+        [0.1706]
     """
     gamma_pos = check_number("gamma_pos", gamma_pos, low=0.0)
     gamma_neg = check_number("gamma_neg", gamma_neg, low=0.0)
@@ -441,10 +441,10 @@ class AsymmetricLoss(LossPlus):
         Ridnik et al., "Asymmetric Loss For Multi-Label Classification",
         ICCV 2021, https://arxiv.org/abs/2009.14119
 
-    Example:
-    >>> loss = AsymmetricLoss(gamma_pos=0.0, gamma_neg=4.0, clip=0.05)
-    >>> round(float(loss([[1.0, 0.0, 0.0]], [[0.6, 0.3, 0.02]])), 4)
-    0.1706
+    Examples:
+        >>> loss = AsymmetricLoss(gamma_pos=0.0, gamma_neg=4.0, clip=0.05)
+        >>> round(float(loss([[1.0, 0.0, 0.0]], [[0.6, 0.3, 0.02]])), 4)
+        0.1706
     """
 
     fn = staticmethod(asymmetric_loss)
@@ -515,11 +515,11 @@ def f_beta_loss(
         the soft (probabilistic) counts follow the common Keras recipe and
         Lipton et al., "Thresholding Classifiers to Maximize F1 Score", 2014.
 
-    Example:
-    >>> y_true = [[1.0], [0.0], [1.0], [0.0]]
-    >>> y_pred = [[0.9], [0.2], [0.6], [0.1]]
-    >>> round(float(f_beta_loss(y_true, y_pred, beta=1.0)), 4)
-    0.2105
+    Examples:
+        >>> y_true = [[1.0], [0.0], [1.0], [0.0]]
+        >>> y_pred = [[0.9], [0.2], [0.6], [0.1]]
+        >>> round(float(f_beta_loss(y_true, y_pred, beta=1.0)), 4)
+        0.2105
     """
     beta = check_number("beta", beta, low=0.0, low_open=True)
     check_choice("average", average, F_BETA_AVERAGES)
@@ -564,6 +564,9 @@ class FBetaLoss(BatchLoss):
         from_logits: Whether `y_pred` holds sigmoid logits.
         average: `"micro"` (one F-beta over every class) or `"macro"`
             (mean of per-class F-beta).
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`
             (`reduction` has no effect on a batch-level value).
 
@@ -571,10 +574,10 @@ class FBetaLoss(BatchLoss):
         van Rijsbergen, "Information Retrieval", 1979; Lipton et al.,
         "Thresholding Classifiers to Maximize F1 Score", 2014.
 
-    Example:
-    >>> loss = FBetaLoss(beta=2.0)
-    >>> round(float(loss([[1.0], [0.0], [1.0], [0.0]], [[0.9], [0.2], [0.6], [0.1]])), 4)
-    0.2347
+    Examples:
+        >>> loss = FBetaLoss(beta=2.0)
+        >>> round(float(loss([[1.0], [0.0], [1.0], [0.0]], [[0.9], [0.2], [0.6], [0.1]])), 4)
+        0.2347
     """
 
     fn = staticmethod(f_beta_loss)
@@ -587,12 +590,14 @@ class FBetaLoss(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "f_beta_loss",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
         check_choice("average", average, F_BETA_AVERAGES)
         super().__init__(
             reduction=reduction,
             name=name,
             dtype=dtype,
+            cross_replica=cross_replica,
             beta=check_number("beta", beta, low=0.0, low_open=True),
             from_logits=bool(from_logits),
             average=average,

@@ -165,10 +165,10 @@ def jensen_shannon_divergence(y_true: Tensor, y_pred: Tensor, from_logits: bool 
         Lin, "Divergence measures based on the Shannon entropy",
         IEEE Transactions on Information Theory 1991.
 
-    Example:
-    >>> js = jensen_shannon_divergence([[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]])
-    >>> print(keras.ops.convert_to_numpy(js).round(4))
-    [0.6931 0.    ]
+    Examples:
+        >>> js = jensen_shannon_divergence([[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]])
+        >>> print(keras.ops.convert_to_numpy(js).round(4))
+        [0.6931 0.    ]
     """
     _check_bool("from_logits", from_logits)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -196,10 +196,10 @@ class JensenShannonDivergence(LossPlus):
         Lin, "Divergence measures based on the Shannon entropy",
         IEEE Transactions on Information Theory 1991.
 
-    Example:
-    >>> loss = JensenShannonDivergence()
-    >>> round(float(loss([[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]])), 4)
-    0.3466
+    Examples:
+        >>> loss = JensenShannonDivergence()
+        >>> round(float(loss([[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]])), 4)
+        0.3466
     """
 
     fn = staticmethod(jensen_shannon_divergence)
@@ -285,12 +285,12 @@ def mmd_loss(
         & Zemel, "Generative Moment Matching Networks", ICML 2015
         (multi-bandwidth kernel).
 
-    Example:
-    >>> x = [[0.0], [1.0], [2.0]]
-    >>> round(float(mmd_loss(x, [[3.0], [4.0], [5.0]], bandwidth=1.0)), 4)
-    0.6964
-    >>> round(float(mmd_loss(x, [[0.5], [1.5], [2.5]], bandwidth=1.0)), 4)  # close: can be < 0
-    -0.3078
+    Examples:
+        >>> x = [[0.0], [1.0], [2.0]]
+        >>> round(float(mmd_loss(x, [[3.0], [4.0], [5.0]], bandwidth=1.0)), 4)
+        0.6964
+        >>> round(float(mmd_loss(x, [[0.5], [1.5], [2.5]], bandwidth=1.0)), 4)  # close: can be < 0
+        -0.3078
     """
     bandwidth = _check_bandwidth(bandwidth)
     widths = tuple(bandwidth) if isinstance(bandwidth, list) else (bandwidth,)
@@ -308,16 +308,19 @@ class MMDLoss(BatchLoss):
 
     Args:
         bandwidth: Kernel bandwidth `> 0`, or a list of them (summed kernels).
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
         Gretton et al., "A Kernel Two-Sample Test", JMLR 2012; Li, Swersky
         & Zemel, "Generative Moment Matching Networks", ICML 2015.
 
-    Example:
-    >>> loss = MMDLoss(bandwidth=[0.5, 1.0, 2.0])
-    >>> round(float(loss([[0.0], [1.0], [2.0]], [[3.0], [4.0], [5.0]])), 4)
-    1.6759
+    Examples:
+        >>> loss = MMDLoss(bandwidth=[0.5, 1.0, 2.0])
+        >>> round(float(loss([[0.0], [1.0], [2.0]], [[3.0], [4.0], [5.0]])), 4)
+        1.6759
     """
 
     fn = staticmethod(mmd_loss)
@@ -328,8 +331,9 @@ class MMDLoss(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "mmd_loss",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, bandwidth=_check_bandwidth(bandwidth))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, bandwidth=_check_bandwidth(bandwidth))
 
 
 # --------------------------------------------------------------------------- Sinkhorn
@@ -463,11 +467,11 @@ def sinkhorn_loss(
         Transport", NeurIPS 2013; Feydy et al., "Interpolating between
         Optimal Transport and MMDs using Sinkhorn Divergences", AISTATS 2019.
 
-    Example:
-    >>> x = [[0.0, 0.0], [1.0, 0.0]]
-    >>> y = [[0.0, 1.0], [1.0, 1.0]]
-    >>> round(float(sinkhorn_loss(x, y, epsilon=0.01)), 4)
-    1.0
+    Examples:
+        >>> x = [[0.0, 0.0], [1.0, 0.0]]
+        >>> y = [[0.0, 1.0], [1.0, 1.0]]
+        >>> round(float(sinkhorn_loss(x, y, epsilon=0.01)), 4)
+        1.0
     """
     options = _check_sinkhorn(epsilon, max_iter, cost, debias)
     return _sinkhorn(y_true, y_pred, *options, sample_weight=sample_weight)
@@ -486,6 +490,9 @@ class SinkhornLoss(BatchLoss):
         max_iter: Number of Sinkhorn iterations, `>= 1`.
         cost: `"squared_euclidean"` or `"euclidean"`.
         debias: Return the Sinkhorn divergence `OT(x, y) - (OT(x, x) + OT(y, y)) / 2`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -493,10 +500,10 @@ class SinkhornLoss(BatchLoss):
         "Interpolating between Optimal Transport and MMDs using Sinkhorn
         Divergences", AISTATS 2019.
 
-    Example:
-    >>> loss = SinkhornLoss(epsilon=0.01, debias=True)
-    >>> round(float(loss([[0.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]])), 4)
-    1.0
+    Examples:
+        >>> loss = SinkhornLoss(epsilon=0.01, debias=True)
+        >>> round(float(loss([[0.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]])), 4)
+        1.0
     """
 
     fn = staticmethod(sinkhorn_loss)
@@ -510,10 +517,11 @@ class SinkhornLoss(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "sinkhorn_loss",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
         epsilon, max_iter, cost, debias = _check_sinkhorn(epsilon, max_iter, cost, debias)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype,
+            reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica,
             epsilon=epsilon, max_iter=max_iter, cost=cost, debias=debias,
         )
 
@@ -570,13 +578,13 @@ def wasserstein_1d_loss(y_true: Tensor, y_pred: Tensor, p: float = 1, mode: str 
         & Samaras, "Squared Earth Mover's Distance-based Loss for Training
         Deep Neural Networks", arXiv:1611.05916, 2016 (histograms).
 
-    Example:
-    >>> w = wasserstein_1d_loss([[0.0, 1.0, 3.0]], [[5.0, 1.0, 2.0]])
-    >>> print(keras.ops.convert_to_numpy(w).round(4))
-    [1.3333]
-    >>> w = wasserstein_1d_loss([[1.0, 0.0, 0.0]], [[0.0, 0.0, 2.0]], mode="histogram")
-    >>> print(keras.ops.convert_to_numpy(w).round(4))
-    [2.]
+    Examples:
+        >>> w = wasserstein_1d_loss([[0.0, 1.0, 3.0]], [[5.0, 1.0, 2.0]])
+        >>> print(keras.ops.convert_to_numpy(w).round(4))
+        [1.3333]
+        >>> w = wasserstein_1d_loss([[1.0, 0.0, 0.0]], [[0.0, 0.0, 2.0]], mode="histogram")
+        >>> print(keras.ops.convert_to_numpy(w).round(4))
+        [2.]
     """
     p = _check_wasserstein(p, mode)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -619,10 +627,10 @@ class Wasserstein1DLoss(LossPlus):
         Ramdas, Garcia Trillos & Cuturi, Entropy 2017; Hou, Yu & Samaras,
         arXiv:1611.05916, 2016.
 
-    Example:
-    >>> loss = Wasserstein1DLoss(p=2)
-    >>> round(float(loss([[0.0, 1.0, 3.0]], [[5.0, 1.0, 2.0]])), 4)
-    1.4142
+    Examples:
+        >>> loss = Wasserstein1DLoss(p=2)
+        >>> round(float(loss([[0.0, 1.0, 3.0]], [[5.0, 1.0, 2.0]])), 4)
+        1.4142
     """
 
     fn = staticmethod(wasserstein_1d_loss)
@@ -681,9 +689,9 @@ def energy_distance(y_true: Tensor, y_pred: Tensor, sample_weight: Optional[Tens
         Bellemare et al., "The Cramer Distance as a Solution to Biased
         Wasserstein Gradients", arXiv:1705.10743, 2017.
 
-    Example:
-    >>> round(float(energy_distance([[0.0], [1.0]], [[2.0], [3.0]])), 4)
-    3.0
+    Examples:
+        >>> round(float(energy_distance([[0.0], [1.0]], [[2.0], [3.0]])), 4)
+        3.0
     """
     return _energy(y_true, y_pred, sample_weight=sample_weight)
 
@@ -697,16 +705,19 @@ class EnergyDistance(BatchLoss):
     `reduction`); `sample_weight[i]` is the mass of row `i` in both samples.
 
     Args:
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
         Szekely & Rizzo, "Energy statistics: A class of statistics based on
         distances", Journal of Statistical Planning and Inference 2013.
 
-    Example:
-    >>> loss = EnergyDistance()
-    >>> round(float(loss([[0.0], [1.0]], [[2.0], [3.0]])), 4)
-    3.0
+    Examples:
+        >>> loss = EnergyDistance()
+        >>> round(float(loss([[0.0], [1.0]], [[2.0], [3.0]])), 4)
+        3.0
     """
 
     fn = staticmethod(energy_distance)
@@ -716,5 +727,6 @@ class EnergyDistance(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "energy_distance",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica)

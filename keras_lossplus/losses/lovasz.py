@@ -129,11 +129,11 @@ def lovasz_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_l
         surrogate for the optimization of the intersection-over-union measure
         in neural networks", CVPR 2018, https://arxiv.org/abs/1705.08790
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(lovasz_loss(y_true, y_pred, mode="multiclass")), 4)
-    0.2958
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(lovasz_loss(y_true, y_pred, mode="multiclass")), 4)
+        0.2958
     """
     return run(_lovasz_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format)
@@ -147,20 +147,24 @@ class LovaszLoss(SegmentationLoss):
     Args:
         mode, from_logits, ignore_index, per_image, data_format: See
             `keras_lossplus.losses.segmentation`.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
         Berman, Triki & Blaschko, "The Lovasz-Softmax loss", CVPR 2018.
 
-    Example:
-    >>> loss = LovaszLoss(mode="binary", from_logits=True)
-    >>> round(float(loss([[[0.0], [1.0]]], [[[-1.0], [2.0]]])), 4)
-    0.0
+    Examples:
+        >>> loss = LovaszLoss(mode="binary", from_logits=True)
+        >>> round(float(loss([[[0.0], [1.0]]], [[[-1.0], [2.0]]])), 4)
+        0.0
     """
 
     fn = staticmethod(lovasz_loss)
 
     def __init__(self, mode="multiclass", from_logits=False, ignore_index=None, per_image=False,
-                 data_format="channels_last", reduction="sum_over_batch_size", name="lovasz_loss", dtype=None):
+                 data_format="channels_last", reduction="sum_over_batch_size", name="lovasz_loss", dtype=None,
+                 cross_replica="gather"):
         options = common_options(mode, from_logits, ignore_index, per_image, data_format)
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **options)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **options)

@@ -50,6 +50,8 @@ class _EmbeddingLoss(BatchLoss):
     """A batch-level loss whose `mining="none"` form is an ordinary per-sample
     loss: Keras' own reduction, `sample_weight` and mask rules apply to it."""
 
+    class_labels = True
+
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         if self._options.get("mining") == "none":
             return LossPlus.__call__(self, y_true, y_pred, sample_weight=sample_weight)
@@ -126,11 +128,11 @@ def triplet_loss(
         Clustering", CVPR 2015; Hermans et al., "In Defense of the Triplet Loss
         for Person Re-Identification", 2017.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]
-    >>> round(float(triplet_loss(labels, emb, margin=1.0, mining="hard")), 4)
-    0.6464
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]
+        >>> round(float(triplet_loss(labels, emb, margin=1.0, mining="hard")), 4)
+        0.6464
     """
     check_choice("mining", mining, TRIPLET_MINING)
     check_options(distance, margin=margin)
@@ -172,12 +174,12 @@ class TripletLoss(_EmbeddingLoss):
         Schroff et al., "FaceNet", CVPR 2015; Hermans et al., "In Defense of
         the Triplet Loss for Person Re-Identification", 2017.
 
-    Example:
-    >>> loss = TripletLoss(margin=1.0, mining="semihard")
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]
-    >>> round(float(loss(labels, emb)), 4)
-    0.2929
+    Examples:
+        >>> loss = TripletLoss(margin=1.0, mining="semihard")
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]
+        >>> round(float(loss(labels, emb)), 4)
+        0.2929
     """
 
     fn = staticmethod(triplet_loss)
@@ -267,11 +269,11 @@ def quadruplet_loss(
         Chen et al., "Beyond triplet loss: a deep quadruplet network for
         person re-identification", CVPR 2017.
 
-    Example:
-    >>> labels = [0, 0, 1, 2]
-    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
-    >>> round(float(quadruplet_loss(labels, emb, mining="hard")), 4)
-    0.7929
+    Examples:
+        >>> labels = [0, 0, 1, 2]
+        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
+        >>> round(float(quadruplet_loss(labels, emb, mining="hard")), 4)
+        0.7929
     """
     check_choice("mining", mining, QUADRUPLET_MINING)
     check_options(distance, margin1=margin1, margin2=margin2)
@@ -320,10 +322,10 @@ class QuadrupletLoss(_EmbeddingLoss):
         Chen et al., "Beyond triplet loss: a deep quadruplet network for
         person re-identification", CVPR 2017.
 
-    Example:
-    >>> loss = QuadrupletLoss(margin1=1.0, margin2=0.5)
-    >>> round(float(loss([0, 0, 1, 2], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
-    0.7929
+    Examples:
+        >>> loss = QuadrupletLoss(margin1=1.0, margin2=0.5)
+        >>> round(float(loss([0, 0, 1, 2], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
+        0.7929
     """
 
     fn = staticmethod(quadruplet_loss)
@@ -369,9 +371,9 @@ def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Ten
         Hadsell, Chopra & LeCun, "Dimensionality Reduction by Learning an
         Invariant Mapping", CVPR 2006; tensorflow-addons `contrastive_loss`.
 
-    Example:
-    >>> keras.ops.convert_to_numpy(contrastive_loss([1.0, 0.0], [0.5, 0.25])).tolist()
-    [0.25, 0.5625]
+    Examples:
+        >>> keras.ops.convert_to_numpy(contrastive_loss([1.0, 0.0], [0.5, 0.25])).tolist()
+        [0.25, 0.5625]
     """
     margin = check_number("margin", margin, low=0.0)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -395,9 +397,9 @@ class ContrastiveLoss(LossPlus):
     Reference:
         Hadsell, Chopra & LeCun, CVPR 2006.
 
-    Example:
-    >>> round(float(ContrastiveLoss(margin=1.0)([1.0, 0.0], [0.5, 0.25])), 4)
-    0.4062
+    Examples:
+        >>> round(float(ContrastiveLoss(margin=1.0)([1.0, 0.0], [0.5, 0.25])), 4)
+        0.4062
     """
 
     fn = staticmethod(contrastive_loss)
@@ -449,11 +451,11 @@ def batch_contrastive_loss(
         Hadsell, Chopra & LeCun, CVPR 2006; pytorch-metric-learning
         `ContrastiveLoss`.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
-    >>> round(float(batch_contrastive_loss(labels, emb)), 4)
-    1.5
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
+        >>> round(float(batch_contrastive_loss(labels, emb)), 4)
+        1.5
     """
     check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
     chunk_size = check_chunk_size(chunk_size)
@@ -494,13 +496,15 @@ class BatchContrastiveLoss(BatchLoss):
     Reference:
         Hadsell, Chopra & LeCun, CVPR 2006.
 
-    Example:
-    >>> loss = BatchContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
-    >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
-    1.5
+    Examples:
+        >>> loss = BatchContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
+        >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
+        1.5
     """
 
     fn = staticmethod(batch_contrastive_loss)
+
+    class_labels = True
 
     def __init__(
         self,

@@ -145,11 +145,11 @@ def coral_loss(y_true: Tensor, y_pred: Tensor, importance_weights: Optional[Sequ
         Neural Networks with Application to Age Estimation", Pattern
         Recognition Letters 2020, https://arxiv.org/abs/1901.07884
 
-    Example:
-    >>> y_true = [2, 1, 4]
-    >>> logits = [[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]]
-    >>> print(keras.ops.convert_to_numpy(coral_loss(y_true, logits)).round(4))
-    [0.537  0.8951 0.6441]
+    Examples:
+        >>> y_true = [2, 1, 4]
+        >>> logits = [[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]]
+        >>> print(keras.ops.convert_to_numpy(coral_loss(y_true, logits)).round(4))
+        [0.537  0.8951 0.6441]
     """
     importance_weights = _check_importance_weights(importance_weights)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -191,11 +191,11 @@ class CoralLoss(LossPlus):
         Neural Networks with Application to Age Estimation", Pattern
         Recognition Letters 2020.
 
-    Example:
-    >>> loss = CoralLoss()
-    >>> logits = [[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]]
-    >>> round(float(loss([2, 1, 4], logits)), 4)  # coral-pytorch's example: 0.6920
-    0.692
+    Examples:
+        >>> loss = CoralLoss()
+        >>> logits = [[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]]
+        >>> round(float(loss([2, 1, 4], logits)), 4)  # coral-pytorch's example: 0.6920
+        0.692
     """
 
     fn = staticmethod(coral_loss)
@@ -221,9 +221,9 @@ def coral_rank(logits: Tensor) -> Tensor:
     Reference:
         Cao, Mirjalili & Raschka, Pattern Recognition Letters 2020.
 
-    Example:
-    >>> print(keras.ops.convert_to_numpy(coral_rank([[2.0, 0.5, -0.3], [-1.0, -2.0, -3.0]])))
-    [2 0]
+    Examples:
+        >>> print(keras.ops.convert_to_numpy(coral_rank([[2.0, 0.5, -0.3], [-1.0, -2.0, -3.0]])))
+        [2 0]
     """
     logits = ops.convert_to_tensor(logits)
     check_float_predictions(logits)
@@ -261,11 +261,11 @@ def corn_loss(y_true: Tensor, y_pred: Tensor, sample_weight: Optional[Tensor] = 
         Ordinal Regression Based On Conditional Probabilities", Pattern
         Analysis and Applications 2023, https://arxiv.org/abs/2111.08851
 
-    Example:
-    >>> y_true = [0, 1, 2, 2, 3]
-    >>> logits = [[-1.0, 0.5, 0.0], [2.0, -1.0, 0.3], [1.5, 1.0, -0.5], [0.2, 0.3, 0.4], [3.0, 2.0, 1.0]]
-    >>> round(float(corn_loss(y_true, logits)), 4)
-    0.358
+    Examples:
+        >>> y_true = [0, 1, 2, 2, 3]
+        >>> logits = [[-1.0, 0.5, 0.0], [2.0, -1.0, 0.3], [1.5, 1.0, -0.5], [0.2, 0.3, 0.4], [3.0, 2.0, 1.0]]
+        >>> round(float(corn_loss(y_true, logits)), 4)
+        0.358
     """
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     num_thresholds = _check_logits(y_pred, "CORN")
@@ -306,6 +306,9 @@ class CornLoss(BatchLoss):
     `corn_loss`. Predict with `corn_rank(logits)`.
 
     Args:
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss` (the value
             is one scalar per batch for every `reduction`).
 
@@ -314,11 +317,11 @@ class CornLoss(BatchLoss):
         Ordinal Regression Based On Conditional Probabilities", Pattern
         Analysis and Applications 2023.
 
-    Example:
-    >>> loss = CornLoss()
-    >>> logits = [[-1.0, 0.5, 0.0], [2.0, -1.0, 0.3], [1.5, 1.0, -0.5], [0.2, 0.3, 0.4], [3.0, 2.0, 1.0]]
-    >>> round(float(loss([0, 1, 2, 2, 3], logits)), 4)
-    0.358
+    Examples:
+        >>> loss = CornLoss()
+        >>> logits = [[-1.0, 0.5, 0.0], [2.0, -1.0, 0.3], [1.5, 1.0, -0.5], [0.2, 0.3, 0.4], [3.0, 2.0, 1.0]]
+        >>> round(float(loss([0, 1, 2, 2, 3], logits)), 4)
+        0.358
     """
 
     fn = staticmethod(corn_loss)
@@ -328,8 +331,9 @@ class CornLoss(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "corn_loss",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica)
 
 
 def corn_probabilities(logits: Tensor) -> Tensor:
@@ -340,9 +344,9 @@ def corn_probabilities(logits: Tensor) -> Tensor:
     Reference:
         Shi, Cao & Raschka, Pattern Analysis and Applications 2023.
 
-    Example:
-    >>> print(keras.ops.convert_to_numpy(corn_probabilities([[0.0, 0.0, 100.0]])))
-    [[0.5  0.25 0.25]]
+    Examples:
+        >>> print(keras.ops.convert_to_numpy(corn_probabilities([[0.0, 0.0, 100.0]])))
+        [[0.5  0.25 0.25]]
     """
     logits = ops.convert_to_tensor(logits)
     check_float_predictions(logits)
@@ -357,10 +361,10 @@ def corn_rank(logits: Tensor) -> Tensor:
     Reference:
         Shi, Cao & Raschka, Pattern Analysis and Applications 2023.
 
-    Example:
-    >>> logits = [[14.152, -6.1942, 0.47710, 0.96850], [65.667, 0.303, 11.500, -4.524]]
-    >>> print(keras.ops.convert_to_numpy(corn_rank(logits)))
-    [1 3]
+    Examples:
+        >>> logits = [[14.152, -6.1942, 0.47710, 0.96850], [65.667, 0.303, 11.500, -4.524]]
+        >>> print(keras.ops.convert_to_numpy(corn_rank(logits)))
+        [1 3]
     """
     return ops.sum(ops.cast(corn_probabilities(logits) > 0.5, "int32"), axis=-1)
 
@@ -424,11 +428,11 @@ def weighted_kappa_loss(
         Pattern Recognition Letters 2018; tensorflow-addons
         `WeightedKappaLoss`.
 
-    Example:
-    >>> y_true = [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
-    >>> y_pred = [[0.1, 0.2, 0.6, 0.1], [0.1, 0.5, 0.3, 0.1], [0.8, 0.05, 0.05, 0.1], [0.01, 0.09, 0.1, 0.8]]
-    >>> round(float(weighted_kappa_loss(y_true, y_pred, num_classes=4)), 4)
-    -1.1612
+    Examples:
+        >>> y_true = [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+        >>> y_pred = [[0.1, 0.2, 0.6, 0.1], [0.1, 0.5, 0.3, 0.1], [0.8, 0.05, 0.05, 0.1], [0.01, 0.09, 0.1, 0.8]]
+        >>> round(float(weighted_kappa_loss(y_true, y_pred, num_classes=4)), 4)
+        -1.1612
     """
     epsilon = _check_kappa_options(weightage, epsilon)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -504,6 +508,9 @@ class WeightedKappaLoss(BatchLoss):
         weightage: `"quadratic"` or `"linear"` disagreement weights.
         epsilon: `> 0`, added inside the log.
         from_logits: Apply a softmax to `y_pred` first.
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss` (the value
             is one scalar per batch for every `reduction`).
 
@@ -512,12 +519,12 @@ class WeightedKappaLoss(BatchLoss):
         multi-class classification of ordinal data in deep learning",
         Pattern Recognition Letters 2018.
 
-    Example:
-    >>> loss = WeightedKappaLoss(num_classes=4)
-    >>> y_true = [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
-    >>> y_pred = [[0.1, 0.2, 0.6, 0.1], [0.1, 0.5, 0.3, 0.1], [0.8, 0.05, 0.05, 0.1], [0.01, 0.09, 0.1, 0.8]]
-    >>> round(float(loss(y_true, y_pred)), 4)
-    -1.1612
+    Examples:
+        >>> loss = WeightedKappaLoss(num_classes=4)
+        >>> y_true = [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+        >>> y_pred = [[0.1, 0.2, 0.6, 0.1], [0.1, 0.5, 0.3, 0.1], [0.8, 0.05, 0.05, 0.1], [0.01, 0.09, 0.1, 0.8]]
+        >>> round(float(loss(y_true, y_pred)), 4)
+        -1.1612
     """
 
     fn = staticmethod(weighted_kappa_loss)
@@ -531,9 +538,10 @@ class WeightedKappaLoss(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "weighted_kappa_loss",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
         epsilon = _check_kappa_options(weightage, epsilon)
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, num_classes=check_num_classes(num_classes),
+            reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, num_classes=check_num_classes(num_classes),
             weightage=weightage, epsilon=epsilon, from_logits=bool(from_logits),
         )

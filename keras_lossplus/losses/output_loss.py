@@ -18,7 +18,8 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_lossplus.losses.base import get_keras_mask
+from keras_lossplus import backend as klp_backend
+from keras_lossplus.losses.base import BatchLoss, get_keras_mask
 
 Tensor = Any
 
@@ -29,9 +30,9 @@ def resolve_loss(identifier: Any, name: str = "loss") -> keras.losses.Loss:
     Strings and functions are looked up with `keras.losses.get` and wrapped
     the way `compile()` wraps them (reduction `"sum_over_batch_size"`).
 
-    Example:
-    >>> resolve_loss("mse").name
-    'mse'
+    Examples:
+        >>> resolve_loss("mse").name
+        'mse'
     """
     if isinstance(identifier, keras.losses.Loss):
         return identifier
@@ -56,11 +57,11 @@ def split_labels(y_true: Tensor, y_pred: Tensor, ignore_value: Optional[float] =
     `y_pred`'s rank; a row with any missing value is missing). `labelled` is
     `None` when no target can be missing (integer labels, no `ignore_value`).
 
-    Example:
-    >>> import numpy as np
-    >>> _, labelled = split_labels(np.array([[1.0], [np.nan]], "float32"), np.zeros((2, 1), "float32"))
-    >>> [float(v) for v in labelled]
-    [1.0, 0.0]
+    Examples:
+        >>> import numpy as np
+        >>> _, labelled = split_labels(np.array([[1.0], [np.nan]], "float32"), np.zeros((2, 1), "float32"))
+        >>> [float(v) for v in labelled]
+        [1.0, 0.0]
     """
     y_true = ops.convert_to_tensor(y_true)
     is_float = "float" in str(y_true.dtype)
@@ -99,12 +100,12 @@ def labelled_loss(
     over labelled samples (and positions, under a Keras mask); `"sum"` and
     `"mean_with_sample_weight"` simply leave the missing samples out.
 
-    Example:
-    >>> import numpy as np
-    >>> y_true = np.array([[1.0], [np.nan], [3.0]], "float32")
-    >>> y_pred = np.array([[2.0], [9.0], [3.0]], "float32")
-    >>> float(labelled_loss(resolve_loss("mse"), y_true, y_pred))
-    0.5
+    Examples:
+        >>> import numpy as np
+        >>> y_true = np.array([[1.0], [np.nan], [3.0]], "float32")
+        >>> y_pred = np.array([[2.0], [9.0], [3.0]], "float32")
+        >>> float(labelled_loss(resolve_loss("mse"), y_true, y_pred))
+        0.5
     """
     y_pred = ops.convert_to_tensor(y_pred)
     y_clean, valid = split_labels(y_true, y_pred, ignore_value)
@@ -112,8 +113,8 @@ def labelled_loss(
         return loss(y_clean, y_pred, sample_weight)
     weight = valid if sample_weight is None else valid * _broadcast_weight(sample_weight, len(valid.shape))
     value = loss(y_clean, y_pred, weight)
-    if loss.reduction != "sum_over_batch_size":
-        return value
+    if loss.reduction != "sum_over_batch_size" or isinstance(loss, BatchLoss):
+        return value  # a batch-level loss applies the weights in its own formula
     keras_mask = get_keras_mask(y_pred)
     if keras_mask is None:
         total = ops.cast(ops.size(valid), "float32")
@@ -122,5 +123,10 @@ def labelled_loss(
         keras_mask = ops.cast(ops.reshape(keras_mask, ops.shape(valid)), "float32")
         total = ops.sum(keras_mask)
         labelled = ops.sum(valid * keras_mask)
+    # under tf.distribute Keras divided this replica's sum by its own count and by the replicas:
+    # rescale to the count of labelled samples over all replicas
+    replicas = klp_backend.num_replicas()
+    if replicas > 1:
+        total, labelled = total * replicas, klp_backend.replica_sum(labelled)
     scale = total / ops.maximum(labelled, 1.0)
     return value * ops.cast(scale, value.dtype)

@@ -84,10 +84,10 @@ def proxy_anchor_loss(
         Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020,
         https://arxiv.org/abs/2003.13911
 
-    Example:
-    >>> sims = [[0.9, -0.2], [0.1, 0.8], [0.5, 0.3]]
-    >>> round(float(proxy_anchor_loss([0, 1, 0], sims)), 4)
-    9.6008
+    Examples:
+        >>> sims = [[0.9, -0.2], [0.1, 0.8], [0.5, 0.3]]
+        >>> round(float(proxy_anchor_loss([0, 1, 0], sims)), 4)
+        9.6008
     """
     margin = check_number("margin", margin)
     alpha = _check_alpha(alpha)
@@ -124,16 +124,19 @@ class ProxyAnchorLoss(BatchLoss):
     Args:
         margin, alpha: See `proxy_anchor_loss` (pytorch-metric-learning's
             defaults, 0.1 and 32).
+        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
+            the global batch, all-gathered from the replicas; `"local"`: each
+            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
         Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020,
         https://arxiv.org/abs/2003.13911
 
-    Example:
-    >>> loss = ProxyAnchorLoss()
-    >>> round(float(loss([0, 1, 0], [[0.9, -0.2], [0.1, 0.8], [0.5, 0.3]])), 4)
-    9.6008
+    Examples:
+        >>> loss = ProxyAnchorLoss()
+        >>> round(float(loss([0, 1, 0], [[0.9, -0.2], [0.1, 0.8], [0.5, 0.3]])), 4)
+        9.6008
     """
 
     fn = staticmethod(proxy_anchor_loss)
@@ -145,9 +148,10 @@ class ProxyAnchorLoss(BatchLoss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "proxy_anchor_loss",
         dtype: Any = None,
+        cross_replica: str = "gather",
     ) -> None:
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype,
+            reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica,
             margin=check_number("margin", margin), alpha=_check_alpha(alpha),
         )
 
@@ -186,10 +190,10 @@ def proxy_nca_loss(
         Movshovitz-Attias et al., "No Fuss Distance Metric Learning using
         Proxies", ICCV 2017, https://arxiv.org/abs/1703.07464
 
-    Example:
-    >>> z = [[0.0, -2.0], [-1.0, -1.0]]
-    >>> [round(float(v), 4) for v in proxy_nca_loss([0, 1], z)]
-    [0.1269, 0.6931]
+    Examples:
+        >>> z = [[0.0, -2.0], [-1.0, -1.0]]
+        >>> [round(float(v), 4) for v in proxy_nca_loss([0, 1], z)]
+        [0.1269, 0.6931]
     """
     softmax_scale = _check_softmax_scale(softmax_scale)
     _, z, own = _proxy_inputs(y_true, y_pred)
@@ -216,10 +220,10 @@ class ProxyNCALoss(LossPlus):
         Movshovitz-Attias et al., "No Fuss Distance Metric Learning using
         Proxies", ICCV 2017, https://arxiv.org/abs/1703.07464
 
-    Example:
-    >>> loss = ProxyNCALoss()
-    >>> round(float(loss([0, 1], [[0.0, -2.0], [-1.0, -1.0]])), 4)
-    0.41
+    Examples:
+        >>> loss = ProxyNCALoss()
+        >>> round(float(loss([0, 1], [[0.0, -2.0], [-1.0, -1.0]])), 4)
+        0.41
     """
 
     fn = staticmethod(proxy_nca_loss)

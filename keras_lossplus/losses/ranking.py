@@ -207,11 +207,11 @@ def pairwise_logistic_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[
     Reference:
         Burges et al., "Learning to Rank using Gradient Descent", ICML 2005.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(pairwise_logistic_loss(y_true, y_pred)).round(4))
-    [0.5871]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(pairwise_logistic_loss(y_true, y_pred)).round(4))
+        [0.5871]
     """
     mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
@@ -235,10 +235,10 @@ class PairwiseLogisticLoss(LossPlus):
     Reference:
         Burges et al., "Learning to Rank using Gradient Descent", ICML 2005.
 
-    Example:
-    >>> loss = PairwiseLogisticLoss()
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    0.5871
+    Examples:
+        >>> loss = PairwiseLogisticLoss()
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        0.5871
     """
 
     fn = staticmethod(pairwise_logistic_loss)
@@ -283,11 +283,11 @@ def pairwise_hinge_loss(
         Ordinal Regression", 2000; Joachims, "Optimizing Search Engines
         using Clickthrough Data" (RankSVM), KDD 2002.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(pairwise_hinge_loss(y_true, y_pred)).round(4))
-    [0.6667]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(pairwise_hinge_loss(y_true, y_pred)).round(4))
+        [0.6667]
     """
     margin = _check_margin(margin)
     mask_value = _check_mask_value(mask_value)
@@ -311,10 +311,10 @@ class PairwiseHingeLoss(LossPlus):
     Reference:
         Herbrich et al. 2000; Joachims, KDD 2002 (RankSVM).
 
-    Example:
-    >>> loss = PairwiseHingeLoss(margin=1.0)
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    0.6667
+    Examples:
+        >>> loss = PairwiseHingeLoss(margin=1.0)
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        0.6667
     """
 
     fn = staticmethod(pairwise_hinge_loss)
@@ -362,11 +362,11 @@ def listnet_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -
         Cao et al., "Learning to Rank: From Pairwise Approach to Listwise
         Approach", ICML 2007.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(listnet_loss(y_true, y_pred)).round(4))
-    [0.97]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(listnet_loss(y_true, y_pred)).round(4))
+        [0.97]
     """
     mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
@@ -392,10 +392,10 @@ class ListNetLoss(LossPlus):
         Cao et al., "Learning to Rank: From Pairwise Approach to Listwise
         Approach", ICML 2007.
 
-    Example:
-    >>> loss = ListNetLoss()
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    0.97
+    Examples:
+        >>> loss = ListNetLoss()
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        0.97
     """
 
     fn = staticmethod(listnet_loss)
@@ -438,11 +438,11 @@ def listmle_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -
         Xia et al., "Listwise Approach to Learning to Rank: Theory and
         Algorithm", ICML 2008.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(listmle_loss(y_true, y_pred)).round(4))
-    [1.6543]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(listmle_loss(y_true, y_pred)).round(4))
+        [1.6543]
     """
     mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
@@ -474,10 +474,10 @@ class ListMLELoss(LossPlus):
         Xia et al., "Listwise Approach to Learning to Rank: Theory and
         Algorithm", ICML 2008.
 
-    Example:
-    >>> loss = ListMLELoss()
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    1.6543
+    Examples:
+        >>> loss = ListMLELoss()
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        1.6543
     """
 
     fn = staticmethod(listmle_loss)
@@ -516,11 +516,11 @@ def softmax_ranking_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[fl
         Learning-to-Rank with Binary Relevance", ICTIR 2019; optax
         `ranking_softmax_loss`.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(softmax_ranking_loss(y_true, y_pred)).round(4))
-    [3.0408]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(softmax_ranking_loss(y_true, y_pred)).round(4))
+        [3.0408]
     """
     mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
@@ -542,10 +542,10 @@ class SoftmaxRankingLoss(LossPlus):
     Reference:
         Bruch et al., ICTIR 2019; optax `ranking_softmax_loss`.
 
-    Example:
-    >>> loss = SoftmaxRankingLoss()
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    3.0408
+    Examples:
+        >>> loss = SoftmaxRankingLoss()
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        3.0408
     """
 
     fn = staticmethod(softmax_ranking_loss)
@@ -600,11 +600,11 @@ def approx_ndcg_loss(
         Retrieval 2010; Bruch et al., "Revisiting Approximate Metric
         Optimization in the Age of Deep Neural Networks", SIGIR 2019.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(approx_ndcg_loss(y_true, y_pred)).round(4))
-    [0.0399]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(approx_ndcg_loss(y_true, y_pred)).round(4))
+        [0.0399]
     """
     temperature = _check_temperature(temperature)
     mask_value = _check_mask_value(mask_value)
@@ -639,10 +639,10 @@ class ApproxNDCGLoss(LossPlus):
     Reference:
         Qin, Liu & Li, Information Retrieval 2010; Bruch et al., SIGIR 2019.
 
-    Example:
-    >>> loss = ApproxNDCGLoss(temperature=0.1)
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    0.0399
+    Examples:
+        >>> loss = ApproxNDCGLoss(temperature=0.1)
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        0.0399
     """
 
     fn = staticmethod(approx_ndcg_loss)
@@ -703,11 +703,11 @@ def lambda_loss(
         Optimization", CIKM 2018; Burges, "From RankNet to LambdaRank to
         LambdaMART: An Overview", 2010.
 
-    Example:
-    >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
-    >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
-    >>> print(keras.ops.convert_to_numpy(lambda_loss(y_true, y_pred)).round(4))
-    [0.2662]
+    Examples:
+        >>> y_true = [[2.0, 0.0, 1.0, -1.0]]
+        >>> y_pred = [[1.0, 0.5, 0.0, 3.0]]
+        >>> print(keras.ops.convert_to_numpy(lambda_loss(y_true, y_pred)).round(4))
+        [0.2662]
     """
     weighting = _check_weighting(weighting)
     mask_value = _check_mask_value(mask_value)
@@ -747,10 +747,10 @@ class LambdaLoss(LossPlus):
         Wang et al., "The LambdaLoss Framework for Ranking Metric
         Optimization", CIKM 2018.
 
-    Example:
-    >>> loss = LambdaLoss(weighting="lambdarank")
-    >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
-    0.266
+    Examples:
+        >>> loss = LambdaLoss(weighting="lambdarank")
+        >>> round(float(loss([[2.0, 0.0, 1.0, -1.0]], [[1.0, 0.5, 0.0, 3.0]])), 4)
+        0.266
     """
 
     fn = staticmethod(lambda_loss)

@@ -50,11 +50,11 @@ def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> 
     Reference:
         Koenker & Bassett, "Regression Quantiles", Econometrica 1978.
 
-    Example:
-    >>> y_true = [[1.0], [2.0]]
-    >>> y_pred = [[0.5, 1.0, 1.5], [2.5, 3.0, 3.5]]
-    >>> print(keras.ops.convert_to_numpy(pinball_loss(y_true, y_pred, quantiles=[0.1, 0.5, 0.9])).round(4))
-    [0.0333 0.3667]
+    Examples:
+        >>> y_true = [[1.0], [2.0]]
+        >>> y_pred = [[0.5, 1.0, 1.5], [2.5, 3.0, 3.5]]
+        >>> print(keras.ops.convert_to_numpy(pinball_loss(y_true, y_pred, quantiles=[0.1, 0.5, 0.9])).round(4))
+        [0.0333 0.3667]
     """
     quantiles = _check_quantiles(quantiles)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -94,10 +94,10 @@ class PinballLoss(LossPlus):
         Koenker & Bassett, "Regression Quantiles", Econometrica 1978;
         tensorflow-addons `tfa.losses.PinballLoss`.
 
-    Example:
-    >>> loss = PinballLoss(quantiles=[0.1, 0.5, 0.9])
-    >>> round(float(loss([[1.0], [2.0]], [[0.5, 1.0, 1.5], [2.5, 3.0, 3.5]])), 4)
-    0.2
+    Examples:
+        >>> loss = PinballLoss(quantiles=[0.1, 0.5, 0.9])
+        >>> round(float(loss([[1.0], [2.0]], [[0.5, 1.0, 1.5], [2.5, 3.0, 3.5]])), 4)
+        0.2
     """
 
     fn = staticmethod(pinball_loss)
@@ -131,9 +131,9 @@ def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> T
         algorithms for computed imaging", ICIP 1994; Lai et al., "Deep
         Laplacian Pyramid Networks", CVPR 2017.
 
-    Example:
-    >>> print(keras.ops.convert_to_numpy(charbonnier_loss([[0.0, 3.0]], [[0.0, 0.0]], epsilon=4.0)))
-    [4.5]
+    Examples:
+        >>> print(keras.ops.convert_to_numpy(charbonnier_loss([[0.0, 3.0]], [[0.0, 0.0]], epsilon=4.0)))
+        [4.5]
     """
     epsilon = check_number("epsilon", epsilon, low=0.0, low_open=True)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -153,10 +153,10 @@ class CharbonnierLoss(LossPlus):
     Reference:
         Charbonnier et al., ICIP 1994; Lai et al., CVPR 2017.
 
-    Example:
-    >>> loss = CharbonnierLoss(epsilon=4.0)
-    >>> float(loss([[0.0, 3.0]], [[0.0, 0.0]]))
-    4.5
+    Examples:
+        >>> loss = CharbonnierLoss(epsilon=4.0)
+        >>> float(loss([[0.0, 3.0]], [[0.0, 0.0]]))
+        4.5
     """
 
     fn = staticmethod(charbonnier_loss)
@@ -198,9 +198,9 @@ def tukey_biweight_loss(y_true: Tensor, y_pred: Tensor, c: float = 4.685) -> Ten
         Belagiannis et al., "Robust Optimization for Deep Regression",
         ICCV 2015.
 
-    Example:
-    >>> print(keras.ops.convert_to_numpy(tukey_biweight_loss([[0.0, 0.0]], [[1.0, 10.0]], c=2.0)).round(4))
-    [0.526]
+    Examples:
+        >>> print(keras.ops.convert_to_numpy(tukey_biweight_loss([[0.0, 0.0]], [[1.0, 10.0]], c=2.0)).round(4))
+        [0.526]
     """
     c = check_number("c", c, low=0.0, low_open=True)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
@@ -223,10 +223,10 @@ class TukeyBiweightLoss(LossPlus):
     Reference:
         Beaton & Tukey, Technometrics 1974; Belagiannis et al., ICCV 2015.
 
-    Example:
-    >>> loss = TukeyBiweightLoss(c=2.0)
-    >>> round(float(loss([[0.0, 0.0]], [[1.0, 10.0]])), 4)
-    0.526
+    Examples:
+        >>> loss = TukeyBiweightLoss(c=2.0)
+        >>> round(float(loss([[0.0, 0.0]], [[1.0, 10.0]])), 4)
+        0.526
     """
 
     fn = staticmethod(tukey_biweight_loss)
@@ -284,9 +284,9 @@ def general_adaptive_loss(
         Barron, "A General and Adaptive Robust Loss Function", CVPR 2019,
         https://arxiv.org/abs/1701.03077
 
-    Example:
-    >>> print(keras.ops.convert_to_numpy(general_adaptive_loss([[0.0, 0.0]], [[1.0, 2.0]], alpha=2.0)))
-    [1.25]
+    Examples:
+        >>> print(keras.ops.convert_to_numpy(general_adaptive_loss([[0.0, 0.0]], [[1.0, 2.0]], alpha=2.0)))
+        [1.25]
     """
     alpha = _check_alpha(alpha)
     scale = check_number("scale", scale, low=0.0, low_open=True)
@@ -321,10 +321,10 @@ class GeneralAdaptiveLoss(LossPlus):
         Barron, "A General and Adaptive Robust Loss Function", CVPR 2019,
         https://arxiv.org/abs/1701.03077
 
-    Example:
-    >>> loss = GeneralAdaptiveLoss(alpha=0.0, scale=1.0)
-    >>> round(float(loss([[0.0]], [[2.0]])), 4)
-    1.0986
+    Examples:
+        >>> loss = GeneralAdaptiveLoss(alpha=0.0, scale=1.0)
+        >>> round(float(loss([[0.0]], [[2.0]])), 4)
+        1.0986
     """
 
     fn = staticmethod(general_adaptive_loss)

@@ -132,11 +132,11 @@ def dice_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_log
     Reference:
         Milletari et al., "V-Net", 3DV 2016, https://arxiv.org/abs/1606.04797
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]  # (B=2, W=2) label maps, 1-D "images"
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(dice_loss(y_true, y_pred, mode="multiclass")), 4)
-    0.2849
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]  # (B=2, W=2) label maps, 1-D "images"
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(dice_loss(y_true, y_pred, mode="multiclass")), 4)
+        0.2849
     """
     return run(_dice_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format, smooth=smooth)
@@ -171,11 +171,11 @@ def jaccard_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_
         Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural
         Networks for Image Segmentation", ISVC 2016.
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(jaccard_loss(y_true, y_pred)), 4)
-    0.434
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(jaccard_loss(y_true, y_pred)), 4)
+        0.434
     """
     return run(_jaccard_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format, smooth=smooth)
@@ -226,11 +226,11 @@ def focal_tversky_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.3, beta:
         Attention U-Net for Lesion Segmentation", ISBI 2019,
         https://arxiv.org/abs/1810.07842
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(focal_tversky_loss(y_true, y_pred)), 4)
-    0.2627
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(focal_tversky_loss(y_true, y_pred)), 4)
+        0.2627
     """
     alpha = check_number("alpha", alpha, low=0.0)
     beta = check_number("beta", beta, low=0.0)
@@ -288,11 +288,11 @@ def generalized_dice_loss(y_true: Tensor, y_pred: Tensor, weight_type: str = "sq
         function for highly unbalanced segmentations", DLMIA 2017,
         https://arxiv.org/abs/1707.03237
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(generalized_dice_loss(y_true, y_pred)), 4)
-    0.3472
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(generalized_dice_loss(y_true, y_pred)), 4)
+        0.3472
     """
     check_choice("weight_type", weight_type, WEIGHT_TYPES)
     return run(_generalized_dice_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
@@ -336,11 +336,11 @@ def mcc_loss(y_true: Tensor, y_pred: Tensor, mode: str = "binary", from_logits: 
         Convolutional Networks: Application to Skin Lesion Segmentation",
         ISBI 2021, https://arxiv.org/abs/2010.13454
 
-    Example:
-    >>> y_true = [[[0.0], [1.0]], [[1.0], [1.0]]]
-    >>> y_pred = [[[0.2], [0.6]], [[0.7], [0.9]]]
-    >>> round(float(mcc_loss(y_true, y_pred, mode="binary")), 4)
-    0.5286
+    Examples:
+        >>> y_true = [[[0.0], [1.0]], [[1.0], [1.0]]]
+        >>> y_pred = [[[0.2], [0.6]], [[0.7], [0.9]]]
+        >>> round(float(mcc_loss(y_true, y_pred, mode="binary")), 4)
+        0.5286
     """
     return run(_mcc_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format, smooth=smooth)
@@ -419,11 +419,11 @@ def dice_crossentropy_loss(y_true: Tensor, y_pred: Tensor, dice_weight: float = 
         Isensee et al., "nnU-Net", Nature Methods 2021 (Dice + CE),
         https://arxiv.org/abs/1809.10486
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(dice_crossentropy_loss(y_true, y_pred)), 4)
-    0.5839
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(dice_crossentropy_loss(y_true, y_pred)), 4)
+        0.5839
     """
     return _compound(y_true, y_pred, sample_weight, dice_weight=_check_weight("dice_weight", dice_weight),
                      ce_weight=_check_weight("crossentropy_weight", crossentropy_weight), mode=mode,
@@ -465,11 +465,11 @@ def dice_focal_loss(y_true: Tensor, y_pred: Tensor, gamma: float = 2.0, alpha: A
         https://arxiv.org/abs/1808.05238; Lin et al., "Focal Loss for Dense
         Object Detection", ICCV 2017.
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(dice_focal_loss(y_true, y_pred)), 4)
-    0.3159
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(dice_focal_loss(y_true, y_pred)), 4)
+        0.3159
     """
     return _compound(y_true, y_pred, sample_weight, dice_weight=_check_weight("dice_weight", dice_weight),
                      ce_weight=_check_weight("focal_weight", focal_weight),
@@ -507,11 +507,11 @@ def combo_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.5, beta: float =
         Taghanaki et al., "Combo loss: Handling input and output imbalance in
         multi-organ segmentation", CMIG 2019, https://arxiv.org/abs/1805.02798
 
-    Example:
-    >>> y_true = [[[0], [1]], [[1], [1]]]
-    >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
-    >>> round(float(combo_loss(y_true, y_pred)), 4)
-    0.258
+    Examples:
+        >>> y_true = [[[0], [1]], [[1], [1]]]
+        >>> y_pred = [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]]
+        >>> round(float(combo_loss(y_true, y_pred)), 4)
+        0.258
     """
     alpha = check_number("alpha", alpha, low=0.0, high=1.0)
     beta = check_number("beta", beta, low=0.0, high=1.0)
@@ -532,14 +532,18 @@ class _OverlapLoss(SegmentationLoss):
     """Shared constructor: the common options, then the loss's own."""
 
     def __init__(self, mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
-                 **own: Any) -> None:
+                 cross_replica: str = "gather", **own: Any) -> None:
         options = common_options(mode, from_logits, ignore_index, per_image, data_format)
         options["smooth"] = check_number("smooth", smooth, low=0.0)
-        super().__init__(reduction=reduction, name=name, dtype=dtype, **own, **options)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **own, **options)
 
 
 _CLASS_ARGS = """        mode, from_logits, ignore_index, per_image, smooth, data_format: See
             `keras_lossplus.losses.segmentation`.
+        cross_replica: With `per_image=False`, `"gather"` (default): under
+            `tf.distribute`, the loss of the global batch, all-gathered from the
+            replicas; `"local"`: each replica's own slice (see
+            `keras_lossplus.losses.BatchLoss`).
         reduction, name, dtype: As for every `keras.losses.Loss` (with
             `per_image=False` the loss is one value per batch: every
             reduction returns it)."""
@@ -559,17 +563,19 @@ class DiceLoss(_OverlapLoss):
     Reference:
         Milletari et al., "V-Net", 3DV 2016.
 
-    Example:
-    >>> loss = DiceLoss(mode="multiclass")
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.2849
+    Examples:
+        >>> loss = DiceLoss(mode="multiclass")
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.2849
     """
 
     fn = staticmethod(dice_loss)
 
     def __init__(self, mode="multiclass", from_logits=False, ignore_index=None, per_image=False, smooth=0.0,
-                 data_format="channels_last", reduction="sum_over_batch_size", name="dice_loss", dtype=None):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype)
+                 data_format="channels_last", reduction="sum_over_batch_size", name="dice_loss", dtype=None,
+                 cross_replica="gather"):
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica)
 
 
 @register
@@ -583,17 +589,19 @@ class JaccardLoss(_OverlapLoss):
         Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural
         Networks for Image Segmentation", ISVC 2016.
 
-    Example:
-    >>> loss = JaccardLoss()
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.434
+    Examples:
+        >>> loss = JaccardLoss()
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.434
     """
 
     fn = staticmethod(jaccard_loss)
 
     def __init__(self, mode="multiclass", from_logits=False, ignore_index=None, per_image=False, smooth=0.0,
-                 data_format="channels_last", reduction="sum_over_batch_size", name="jaccard_loss", dtype=None):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype)
+                 data_format="channels_last", reduction="sum_over_batch_size", name="jaccard_loss", dtype=None,
+                 cross_replica="gather"):
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica)
 
 
 @register
@@ -610,18 +618,19 @@ class FocalTverskyLoss(_OverlapLoss):
         Abraham & Khan, "A Novel Focal Tversky Loss Function with Improved
         Attention U-Net for Lesion Segmentation", ISBI 2019.
 
-    Example:
-    >>> loss = FocalTverskyLoss(alpha=0.3, beta=0.7, gamma=0.75)
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.2627
+    Examples:
+        >>> loss = FocalTverskyLoss(alpha=0.3, beta=0.7, gamma=0.75)
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.2627
     """
 
     fn = staticmethod(focal_tversky_loss)
 
     def __init__(self, alpha=0.3, beta=0.7, gamma=0.75, mode="multiclass", from_logits=False, ignore_index=None,
                  per_image=False, smooth=1.0, data_format="channels_last", reduction="sum_over_batch_size",
-                 name="focal_tversky_loss", dtype=None):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                 name="focal_tversky_loss", dtype=None,
+                 cross_replica="gather"):
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
                          alpha=check_number("alpha", alpha, low=0.0), beta=check_number("beta", beta, low=0.0),
                          gamma=check_number("gamma", gamma, low=0.0, low_open=True))
 
@@ -638,19 +647,20 @@ class GeneralizedDiceLoss(_OverlapLoss):
         Sudre et al., "Generalised Dice overlap as a deep learning loss
         function for highly unbalanced segmentations", DLMIA 2017.
 
-    Example:
-    >>> loss = GeneralizedDiceLoss()
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.3472
+    Examples:
+        >>> loss = GeneralizedDiceLoss()
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.3472
     """
 
     fn = staticmethod(generalized_dice_loss)
 
     def __init__(self, weight_type="square", mode="multiclass", from_logits=False, ignore_index=None,
                  per_image=False, smooth=1e-5, data_format="channels_last", reduction="sum_over_batch_size",
-                 name="generalized_dice_loss", dtype=None):
+                 name="generalized_dice_loss", dtype=None,
+                 cross_replica="gather"):
         check_choice("weight_type", weight_type, WEIGHT_TYPES)
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
                          weight_type=weight_type)
 
 
@@ -665,17 +675,19 @@ class MCCLoss(_OverlapLoss):
         Abhishek & Hamarneh, "Matthews Correlation Coefficient Loss for Deep
         Convolutional Networks", ISBI 2021.
 
-    Example:
-    >>> loss = MCCLoss(mode="binary")
-    >>> round(float(loss([[[0.0], [1.0]], [[1.0], [1.0]]], [[[0.2], [0.6]], [[0.7], [0.9]]])), 4)
-    0.5286
+    Examples:
+        >>> loss = MCCLoss(mode="binary")
+        >>> round(float(loss([[[0.0], [1.0]], [[1.0], [1.0]]], [[[0.2], [0.6]], [[0.7], [0.9]]])), 4)
+        0.5286
     """
 
     fn = staticmethod(mcc_loss)
 
     def __init__(self, mode="binary", from_logits=False, ignore_index=None, per_image=False, smooth=1e-5,
-                 data_format="channels_last", reduction="sum_over_batch_size", name="mcc_loss", dtype=None):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype)
+                 data_format="channels_last", reduction="sum_over_batch_size", name="mcc_loss", dtype=None,
+                 cross_replica="gather"):
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica)
 
 
 @register
@@ -690,18 +702,19 @@ class DiceCrossentropyLoss(_OverlapLoss):
     Reference:
         Isensee et al., "nnU-Net", Nature Methods 2021.
 
-    Example:
-    >>> loss = DiceCrossentropyLoss(dice_weight=1.0, crossentropy_weight=1.0)
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.5839
+    Examples:
+        >>> loss = DiceCrossentropyLoss(dice_weight=1.0, crossentropy_weight=1.0)
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.5839
     """
 
     fn = staticmethod(dice_crossentropy_loss)
 
     def __init__(self, dice_weight=1.0, crossentropy_weight=1.0, mode="multiclass", from_logits=False,
                  ignore_index=None, per_image=False, smooth=0.0, data_format="channels_last",
-                 reduction="sum_over_batch_size", name="dice_crossentropy_loss", dtype=None):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                 reduction="sum_over_batch_size", name="dice_crossentropy_loss", dtype=None,
+                 cross_replica="gather"):
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
                          dice_weight=_check_weight("dice_weight", dice_weight),
                          crossentropy_weight=_check_weight("crossentropy_weight", crossentropy_weight))
 
@@ -721,19 +734,20 @@ class DiceFocalLoss(_OverlapLoss):
         Zhu et al., "AnatomyNet", Medical Physics 2019; Lin et al., "Focal
         Loss for Dense Object Detection", ICCV 2017.
 
-    Example:
-    >>> loss = DiceFocalLoss(gamma=2.0)
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.3159
+    Examples:
+        >>> loss = DiceFocalLoss(gamma=2.0)
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.3159
     """
 
     fn = staticmethod(dice_focal_loss)
 
     def __init__(self, gamma=2.0, alpha=None, dice_weight=1.0, focal_weight=1.0, mode="multiclass",
                  from_logits=False, ignore_index=None, per_image=False, smooth=0.0, data_format="channels_last",
-                 reduction="sum_over_batch_size", name="dice_focal_loss", dtype=None):
+                 reduction="sum_over_batch_size", name="dice_focal_loss", dtype=None,
+                 cross_replica="gather"):
         alpha = _check_focal_alpha(alpha)
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
                          gamma=check_number("gamma", gamma, low=0.0),
                          alpha=list(alpha) if isinstance(alpha, tuple) else alpha,
                          dice_weight=_check_weight("dice_weight", dice_weight),
@@ -753,18 +767,19 @@ class ComboLoss(_OverlapLoss):
         Taghanaki et al., "Combo loss: Handling input and output imbalance in
         multi-organ segmentation", CMIG 2019.
 
-    Example:
-    >>> loss = ComboLoss(alpha=0.5, beta=0.5)
-    >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
-    0.258
+    Examples:
+        >>> loss = ComboLoss(alpha=0.5, beta=0.5)
+        >>> round(float(loss([[[0], [1]], [[1], [1]]], [[[0.8, 0.2], [0.4, 0.6]], [[0.3, 0.7], [0.1, 0.9]]])), 4)
+        0.258
     """
 
     fn = staticmethod(combo_loss)
 
     def __init__(self, alpha=0.5, beta=0.5, mode="multiclass", from_logits=False, ignore_index=None, per_image=False,
                  smooth=1.0, data_format="channels_last", reduction="sum_over_batch_size", name="combo_loss",
-                 dtype=None):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                 dtype=None,
+                 cross_replica="gather"):
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
                          alpha=check_number("alpha", alpha, low=0.0, high=1.0),
                          beta=check_number("beta", beta, low=0.0, high=1.0))
 

@@ -106,11 +106,11 @@ def multi_similarity_loss(
         Wang et al., "Multi-Similarity Loss with General Pair Weighting for
         Deep Metric Learning", CVPR 2019.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
-    >>> round(float(multi_similarity_loss(labels, emb)), 4)
-    0.3394
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
+        >>> round(float(multi_similarity_loss(labels, emb)), 4)
+        0.3394
     """
     check_options(distance, SIMILARITIES, epsilon=epsilon)
     alpha = check_number("alpha", alpha, low=0.0, low_open=True)
@@ -155,13 +155,15 @@ class MultiSimilarityLoss(BatchLoss):
         Wang et al., "Multi-Similarity Loss with General Pair Weighting for
         Deep Metric Learning", CVPR 2019.
 
-    Example:
-    >>> loss = MultiSimilarityLoss()
-    >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
-    0.3394
+    Examples:
+        >>> loss = MultiSimilarityLoss()
+        >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
+        0.3394
     """
 
     fn = staticmethod(multi_similarity_loss)
+
+    class_labels = True
 
     def __init__(
         self,
@@ -224,11 +226,11 @@ def lifted_structure_loss(
         Oh Song et al., "Deep Metric Learning via Lifted Structured Feature
         Embedding", CVPR 2016.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
-    >>> round(float(lifted_structure_loss(labels, emb)), 4)
-    2.4314
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
+        >>> round(float(lifted_structure_loss(labels, emb)), 4)
+        2.4314
     """
     check_options(distance, margin=margin)
     chunk_size = check_chunk_size(chunk_size)
@@ -266,13 +268,15 @@ class LiftedStructureLoss(BatchLoss):
         Oh Song et al., "Deep Metric Learning via Lifted Structured Feature
         Embedding", CVPR 2016.
 
-    Example:
-    >>> loss = LiftedStructureLoss(margin=1.0)
-    >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
-    2.4314
+    Examples:
+        >>> loss = LiftedStructureLoss(margin=1.0)
+        >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
+        2.4314
     """
 
     fn = staticmethod(lifted_structure_loss)
+
+    class_labels = True
 
     def __init__(
         self,
@@ -327,11 +331,11 @@ def npair_loss(
         Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss
         Objective", NeurIPS 2016.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
-    >>> round(float(npair_loss(labels, emb)), 4)
-    0.9575
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
+        >>> round(float(npair_loss(labels, emb)), 4)
+        0.9575
     """
     check_options(distance, SIMILARITIES)
 
@@ -358,13 +362,15 @@ class NPairLoss(BatchLoss):
         Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss
         Objective", NeurIPS 2016.
 
-    Example:
-    >>> loss = NPairLoss()
-    >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
-    0.9575
+    Examples:
+        >>> loss = NPairLoss()
+        >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
+        0.9575
     """
 
     fn = staticmethod(npair_loss)
+
+    class_labels = True
 
     def __init__(
         self,
@@ -416,11 +422,11 @@ def nt_xent_loss(
         Representations", ICML 2020; van den Oord et al., "Representation
         Learning with Contrastive Predictive Coding", 2018.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
-    >>> round(float(nt_xent_loss(labels, emb, temperature=0.5)), 4)
-    0.8707
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
+        >>> round(float(nt_xent_loss(labels, emb, temperature=0.5)), 4)
+        0.8707
     """
     check_options(distance, SIMILARITIES)
     temperature = _check_temperature(temperature)
@@ -448,13 +454,15 @@ class NTXentLoss(BatchLoss):
         Chen et al., "A Simple Framework for Contrastive Learning of Visual
         Representations", ICML 2020.
 
-    Example:
-    >>> loss = NTXentLoss(temperature=0.5)
-    >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
-    0.8707
+    Examples:
+        >>> loss = NTXentLoss(temperature=0.5)
+        >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
+        0.8707
     """
 
     fn = staticmethod(nt_xent_loss)
+
+    class_labels = True
 
     def __init__(
         self,
@@ -506,11 +514,11 @@ def supcon_loss(
     Reference:
         Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
-    >>> round(float(supcon_loss(labels, emb, temperature=0.5)), 4)
-    0.8707
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
+        >>> round(float(supcon_loss(labels, emb, temperature=0.5)), 4)
+        0.8707
     """
     check_options(distance, SIMILARITIES)
     temperature = _check_temperature(temperature)
@@ -541,13 +549,15 @@ class SupConLoss(BatchLoss):
     Reference:
         Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
 
-    Example:
-    >>> loss = SupConLoss(temperature=0.5)
-    >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
-    0.8707
+    Examples:
+        >>> loss = SupConLoss(temperature=0.5)
+        >>> round(float(loss([0, 0, 1, 1], [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])), 4)
+        0.8707
     """
 
     fn = staticmethod(supcon_loss)
+
+    class_labels = True
 
     def __init__(
         self,
@@ -599,11 +609,11 @@ def soft_nearest_neighbor_loss(
         Frosst, Papernot & Hinton, "Analyzing and Improving Representations
         with the Soft Nearest Neighbor Loss", ICML 2019.
 
-    Example:
-    >>> labels = [0, 0, 1, 1]
-    >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
-    >>> round(float(soft_nearest_neighbor_loss(labels, emb)), 4)
-    1.0912
+    Examples:
+        >>> labels = [0, 0, 1, 1]
+        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
+        >>> round(float(soft_nearest_neighbor_loss(labels, emb)), 4)
+        1.0912
     """
     check_options(distance)
     temperature = _check_temperature(temperature)
@@ -634,13 +644,15 @@ class SoftNearestNeighborLoss(BatchLoss):
     Reference:
         Frosst, Papernot & Hinton, ICML 2019.
 
-    Example:
-    >>> loss = SoftNearestNeighborLoss(temperature=1.0)
-    >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
-    1.0912
+    Examples:
+        >>> loss = SoftNearestNeighborLoss(temperature=1.0)
+        >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
+        1.0912
     """
 
     fn = staticmethod(soft_nearest_neighbor_loss)
+
+    class_labels = True
 
     def __init__(
         self,

@@ -207,10 +207,10 @@ class MultiOutputTraining:
         return total
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        losses = self.task_losses(y, y_pred, sample_weight)
+        losses, shares = klp_backend.replica_losses(self.task_losses(y, y_pred, sample_weight))
         weights, regularizer = self.loss_weighting.loss_weights(losses, training=training)
         self.log_terms(x, losses, weights)
-        return ops.sum(weights * losses) + regularizer + self.penalty_total()
+        return ops.sum(weights * shares) + regularizer / klp_backend.num_replicas() + self.penalty_total()
 
     # ----------------------------------------------------------- training step
 
@@ -253,16 +253,16 @@ class MultiOutputModel(MultiOutputTraining, keras.Model):
         Crawshaw. Multi-Task Learning with Deep Neural Networks: A Survey.
         arXiv:2009.09796, 2020.
 
-    Example:
-    >>> import numpy as np
-    >>> inputs = keras.Input((4,))
-    >>> hidden = keras.layers.Dense(8, activation="relu")(inputs)
-    >>> model = MultiOutputModel(inputs, {"a": keras.layers.Dense(1)(hidden), "b": keras.layers.Dense(1)(hidden)})
-    >>> model.compile("adam", loss={"a": "mse", "b": "mae"}, loss_weights={"a": 1.0, "b": 0.5})
-    >>> y = {"a": np.zeros((8, 1)), "b": np.ones((8, 1))}
-    >>> history = model.fit(np.ones((8, 4)), y, verbose=0)
-    >>> sorted(history.history)
-    ['a_loss', 'a_weight', 'a_weighted_loss', 'b_loss', 'b_weight', 'b_weighted_loss', 'loss']
+    Examples:
+        >>> import numpy as np
+        >>> inputs = keras.Input((4,))
+        >>> hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        >>> model = MultiOutputModel(inputs, {"a": keras.layers.Dense(1)(hidden), "b": keras.layers.Dense(1)(hidden)})
+        >>> model.compile("adam", loss={"a": "mse", "b": "mae"}, loss_weights={"a": 1.0, "b": 0.5})
+        >>> y = {"a": np.zeros((8, 1)), "b": np.ones((8, 1))}
+        >>> history = model.fit(np.ones((8, 4)), y, verbose=0)
+        >>> sorted(history.history)
+        ['a_loss', 'a_weight', 'a_weighted_loss', 'b_loss', 'b_weight', 'b_weighted_loss', 'loss']
     """
 
     @classmethod

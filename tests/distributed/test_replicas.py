@@ -1,8 +1,9 @@
 """In-batch losses under data parallelism see the global batch: on 2 and 4
 virtual CPU devices (JAX `keras.distribution.DataParallel`, TensorFlow
-`MirroredStrategy`), the evaluated loss, the logged training loss and the
+`MirroredStrategy`), the evaluated loss, every logged training term and the
 weights after one SGD step equal the single-device run on the same global
-batch. Each device count runs in a subprocess (`replicas.py`), since the
+batch, for the in-batch losses, penalty layers and the multi-output helper
+(and, on JAX, an ArcFace head whose class weights `ModelParallel` shards). Each device count runs in a subprocess (`replicas.py`), since the
 number of devices is fixed when the backend starts."""
 
 import json
@@ -11,12 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.backend_utils import BACKEND
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "distributed" / "replicas.py"
+LOSSES = {"triplet_semihard", "triplet_all", "supcon", "nt_xent", "multi_similarity"}
 
 
 def _run(devices: int) -> dict:
@@ -28,18 +31,48 @@ def _run(devices: int) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.skipif(BACKEND not in ("jax", "tensorflow"), reason="data parallelism of Keras 3: JAX and TensorFlow")
+data_parallel = pytest.mark.skipif(BACKEND not in ("jax", "tensorflow"),
+                                   reason="data parallelism of Keras 3: JAX and TensorFlow")
+
+
+@pytest.fixture(scope="module")
+def single_device():
+    return _run(1)
+
+
+def _close(one: float, many: float) -> bool:
+    return abs(one - many) <= 1e-5 * max(1.0, abs(one))
+
+
+@data_parallel
 @pytest.mark.parametrize("devices", [2, 4])
-def test_in_batch_losses_see_the_global_batch(devices):
+def test_in_batch_losses_see_the_global_batch(devices, single_device):
     results = _run(devices)
-    if BACKEND == "tensorflow" and devices == 2:
-        assert all("local" in row for row in results.values())  # cross_replica="local" checked once
-    assert set(results) == {"triplet_semihard", "triplet_all", "supcon", "nt_xent", "multi_similarity"}
-    for name, row in results.items():
-        for key in ("evaluate", "logged") + (("local",) if "local" in row else ()):
-            one, many = row[key]
-            assert abs(one - many) <= 1e-5 * max(1.0, abs(one)), (name, key, row)
-        assert row["weights_max_diff"] <= 1e-5, (name, row)
+    # a global batch that does not divide by the replicas is refused, never a wrong loss: by JAX's
+    # sharding, by Keras' TF input pipeline, and (slices reaching the loss in a custom loop) by the loss
+    uneven = results.pop("uneven")
+    assert ("IndivisibleError" if BACKEND == "jax" else "InvalidArgumentError") in uneven, uneven
+    if BACKEND == "tensorflow":
+        uneven = results.pop("uneven_in_loss")
+        assert "needs the same number of samples on every replica" in uneven, uneven
+    expected = set(LOSSES) | {"triplet_with_penalties", "multi_output_uncertainty", "multi_output_pcgrad"}
+    assert set(results) == expected | ({"arcface_model_parallel"} if BACKEND == "jax" else set())
+    assert {"l1", "decov"} <= set(results["triplet_with_penalties"]["logs"])
+    for name in ("multi_output_uncertainty", "multi_output_pcgrad"):  # every term: losses, weights, penalties
+        assert {"cls_loss", "reg_loss", "reg_weight", "reg_weighted_loss", "l1", "decov", "center"} <= set(
+            results[name]["logs"])
+    if BACKEND == "jax":  # ModelParallel: (16, 8) ArcFace weights, classes split over 2 devices
+        assert set(map(tuple, results["arcface_model_parallel"]["kernel_shards"])) == {(16, 4)}
+    for name, one in single_device.items():
+        many = results[name]
+        assert _close(one["evaluate"], many["evaluate"]), (name, one["evaluate"], many["evaluate"])
+        assert set(one["logs"]) == set(many["logs"]), name
+        for key, value in one["logs"].items():
+            assert _close(value, many["logs"][key]), (name, key, value, many["logs"][key])
+        gap = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(one["weights"], many["weights"]))
+        assert gap <= 1e-5, (name, gap)
+        if BACKEND == "tensorflow" and devices == 2 and name in LOSSES:  # cross_replica="local", checked once
+            assert _close(one["local"], many["local"]), (name, one["local"], many["local"])
 
 
 def test_gather_is_refused_under_torch_distributed(monkeypatch):

@@ -394,3 +394,17 @@ def test_unknown_mining_names_mining(fn_name, cls_name):
 def test_explicit_tuples_of_wrong_width_name_y_pred(fn_name, cls_name):
     x = np.random.default_rng(0).normal(size=(6, 10)).astype("float32")  # 10: neither 3D nor 4D
     _raises("y_pred", fn_name, cls_name, np.zeros(6, "int32"), x, {"mining": "none"})
+
+
+@pytest.mark.parametrize("cls_name, kwargs", [
+    ("TripletLoss", {"mining": "hard"}), ("SupConLoss", {}), ("NTXentLoss", {}), ("MultiSimilarityLoss", {}),
+])
+def test_large_integer_labels_stay_distinct(cls_name, kwargs):
+    # float32 cannot tell 2**24 from 2**24 + 1: the class keeps integer labels as integers
+    from keras_lossplus import losses as L
+
+    labels = np.array([0, 1, 0, 1], "int64")
+    big = labels + 2**24
+    x = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 1.0], [5.0, 1.0]], "float32")
+    loss = getattr(L, cls_name)(**kwargs)
+    np.testing.assert_allclose(to_numpy(loss(big, x)), to_numpy(loss(labels, x)), rtol=1e-6, atol=1e-6)

@@ -116,6 +116,20 @@ def test_nan_targets_leave_only_that_output(rng):
     np.testing.assert_allclose(logs["bin_loss"], full["bin_loss"], rtol=1e-6)
 
 
+def test_batch_level_loss_with_missing_labels_is_that_of_the_labelled_samples(rng):
+    # a batch-level loss applies the labelled mask in its own formula: no further rescaling
+    from keras_lossplus.losses.output_loss import labelled_loss
+
+    y = (rng.uniform(size=(12, 1)) > 0.5).astype("float32")
+    pred = rng.uniform(0.05, 0.95, size=(12, 1)).astype("float32")
+    y_nan = y.copy()
+    y_nan[::3] = np.nan
+    labelled = np.isfinite(y_nan[:, 0])
+    loss = klp.losses.FBetaLoss(beta=2.0)
+    np.testing.assert_allclose(to_numpy(labelled_loss(loss, y_nan, pred)), to_numpy(loss(y[labelled], pred[labelled])),
+                               rtol=1e-5)
+
+
 def test_missing_labels_with_sample_weight_and_ignore_value(rng):
     x, y = data(rng, 12)
     y["cls"][:5] = -1

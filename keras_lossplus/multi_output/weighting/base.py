@@ -143,9 +143,9 @@ def get(identifier: Any) -> WeightingStrategy:
     `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`, `"mgda"`), a config dict,
     or a `WeightingStrategy` instance (returned as is).
 
-    Example:
-    >>> type(get("pcgrad")).__name__
-    'PCGrad'
+    Examples:
+        >>> type(get("pcgrad")).__name__
+        'PCGrad'
     """
     if isinstance(identifier, WeightingStrategy):
         return identifier

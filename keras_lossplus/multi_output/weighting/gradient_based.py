@@ -53,14 +53,14 @@ class GradNorm(GradientStrategy):
         Normalization for Adaptive Loss Balancing in Deep Multitask
         Networks. ICML 2018.
 
-    Example:
-    >>> import numpy as np
-    >>> strategy = GradNorm(alpha=1.5, learning_rate=0.1)
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> grads = np.array([[3.0, 0.0], [0.0, 1.0]], "float32")
-    >>> _ = strategy.combine_gradients(grads, np.array([1.0, 1.0], "float32"))
-    >>> [round(float(w), 3) for w in strategy.task_weights.numpy()]
-    [0.778, 1.222]
+    Examples:
+        >>> import numpy as np
+        >>> strategy = GradNorm(alpha=1.5, learning_rate=0.1)
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> grads = np.array([[3.0, 0.0], [0.0, 1.0]], "float32")
+        >>> _ = strategy.combine_gradients(grads, np.array([1.0, 1.0], "float32"))
+        >>> [round(float(w), 3) for w in strategy.task_weights.numpy()]
+        [0.778, 1.222]
     """
 
     def __init__(self, alpha: float = 1.5, learning_rate: float = 0.025, **kwargs: Any) -> None:
@@ -119,14 +119,14 @@ class PCGrad(GradientStrategy):
         Yu, Kumar, Gupta, Levine, Hausman, Finn. Gradient Surgery for
         Multi-Task Learning. NeurIPS 2020.
 
-    Example:
-    >>> import numpy as np
-    >>> strategy = PCGrad(shuffle=False)
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> grads = np.array([[1.0, 0.0], [-1.0, 1.0]], "float32")
-    >>> direction, _, _ = strategy.combine_gradients(grads, np.ones(2, "float32"))
-    >>> [round(float(d), 3) for d in direction]
-    [0.5, 1.5]
+    Examples:
+        >>> import numpy as np
+        >>> strategy = PCGrad(shuffle=False)
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> grads = np.array([[1.0, 0.0], [-1.0, 1.0]], "float32")
+        >>> direction, _, _ = strategy.combine_gradients(grads, np.ones(2, "float32"))
+        >>> [round(float(d), 3) for d in direction]
+        [0.5, 1.5]
     """
 
     def __init__(self, reduction: str = "sum", shuffle: bool = True, seed: Any = None, **kwargs: Any) -> None:
@@ -186,13 +186,13 @@ class CAGrad(GradientStrategy):
         Liu, Liu, Jin, Stone, Liu. Conflict-Averse Gradient Descent for
         Multi-task Learning. NeurIPS 2021.
 
-    Example:
-    >>> import numpy as np
-    >>> strategy = CAGrad(alpha=0.5)
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> direction, _, _ = strategy.combine_gradients(np.eye(2, dtype="float32"), np.ones(2, "float32"))
-    >>> [round(float(d), 3) for d in direction]
-    [0.6, 0.6]
+    Examples:
+        >>> import numpy as np
+        >>> strategy = CAGrad(alpha=0.5)
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> direction, _, _ = strategy.combine_gradients(np.eye(2, dtype="float32"), np.ones(2, "float32"))
+        >>> [round(float(d), 3) for d in direction]
+        [0.6, 0.6]
     """
 
     def __init__(self, alpha: float = 0.5, rescale: int = 1, iterations: int = 100, **kwargs: Any) -> None:
@@ -241,13 +241,13 @@ class MGDA(GradientStrategy):
         Sener, Koltun. Multi-Task Learning as Multi-Objective Optimization.
         NeurIPS 2018.
 
-    Example:
-    >>> import numpy as np
-    >>> strategy = MGDA()
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> direction, weights, _ = strategy.combine_gradients(np.array([[1.0, 0.0], [0.0, 2.0]], "float32"), np.ones(2, "float32"))
-    >>> [round(float(w), 3) for w in weights]
-    [0.8, 0.2]
+    Examples:
+        >>> import numpy as np
+        >>> strategy = MGDA()
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> direction, weights, _ = strategy.combine_gradients(np.array([[1.0, 0.0], [0.0, 2.0]], "float32"), np.ones(2, "float32"))
+        >>> [round(float(w), 3) for w in weights]
+        [0.8, 0.2]
     """
 
     def __init__(self, normalization: str = "none", iterations: int = 100, **kwargs: Any) -> None:

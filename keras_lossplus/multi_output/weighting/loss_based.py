@@ -26,11 +26,11 @@ class Static(WeightingStrategy):
     Reference:
         Keras `Model.compile(loss_weights=...)`.
 
-    Example:
-    >>> strategy = Static()
-    >>> strategy.build_tasks(["a", "b"], [1.0, 0.5])
-    >>> [float(w) for w in strategy.loss_weights(keras.ops.ones((2,)))[0]]
-    [1.0, 0.5]
+    Examples:
+        >>> strategy = Static()
+        >>> strategy.build_tasks(["a", "b"], [1.0, 0.5])
+        >>> [float(w) for w in strategy.loss_weights(keras.ops.ones((2,)))[0]]
+        [1.0, 0.5]
     """
 
 
@@ -56,12 +56,12 @@ class Uncertainty(WeightingStrategy):
         Kendall, Gal, Cipolla. Multi-Task Learning Using Uncertainty to Weigh
         Losses for Scene Geometry and Semantics. CVPR 2018.
 
-    Example:
-    >>> strategy = Uncertainty()
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> weights, regularizer = strategy.loss_weights(keras.ops.ones((2,)))
-    >>> [round(float(w), 4) for w in weights], round(float(regularizer), 4)
-    ([1.0, 1.0], -0.6931)
+    Examples:
+        >>> strategy = Uncertainty()
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> weights, regularizer = strategy.loss_weights(keras.ops.ones((2,)))
+        >>> [round(float(w), 4) for w in weights], round(float(regularizer), 4)
+        ([1.0, 1.0], -0.6931)
     """
 
     def __init__(self, task_types: Union[str, Dict[str, str]] = "regression", **kwargs: Any) -> None:
@@ -121,13 +121,13 @@ class DWA(WeightingStrategy):
         Liu, Johns, Davison. End-to-End Multi-Task Learning with Attention.
         CVPR 2019.
 
-    Example:
-    >>> strategy = DWA(temperature=2.0)
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> strategy.on_epoch_end({"a_loss": 1.0, "b_loss": 1.0})
-    >>> strategy.on_epoch_end({"a_loss": 0.5, "b_loss": 1.0})
-    >>> [round(float(w), 4) for w in strategy.loss_weights(keras.ops.ones((2,)))[0]]
-    [0.8756, 1.1244]
+    Examples:
+        >>> strategy = DWA(temperature=2.0)
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> strategy.on_epoch_end({"a_loss": 1.0, "b_loss": 1.0})
+        >>> strategy.on_epoch_end({"a_loss": 0.5, "b_loss": 1.0})
+        >>> [round(float(w), 4) for w in strategy.loss_weights(keras.ops.ones((2,)))[0]]
+        [0.8756, 1.1244]
     """
 
     def __init__(self, temperature: float = 2.0, **kwargs: Any) -> None:
@@ -173,11 +173,11 @@ class RLW(WeightingStrategy):
         Lin, Ye, Xu, Shi, Zhang. Reasonable Effectiveness of Random Weighting:
         A Litmus Test for Multi-Task Learning. TMLR 2022 (arXiv:2111.10603).
 
-    Example:
-    >>> strategy = RLW(seed=1)
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> round(float(keras.ops.sum(strategy.loss_weights(keras.ops.ones((2,)))[0])), 4)
-    1.0
+    Examples:
+        >>> strategy = RLW(seed=1)
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> round(float(keras.ops.sum(strategy.loss_weights(keras.ops.ones((2,)))[0])), 4)
+        1.0
     """
 
     def __init__(self, seed: Optional[int] = None, **kwargs: Any) -> None:
@@ -220,11 +220,11 @@ class FAMO(WeightingStrategy):
         Liu, Liang, Feng, Stone, Liu. FAMO: Fast Adaptive Multitask
         Optimization. NeurIPS 2023.
 
-    Example:
-    >>> strategy = FAMO()
-    >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
-    >>> [round(float(w), 4) for w in strategy.loss_weights(keras.ops.convert_to_tensor([1.0, 4.0]))[0]]
-    [0.8, 0.2]
+    Examples:
+        >>> strategy = FAMO()
+        >>> strategy.build_tasks(["a", "b"], [1.0, 1.0])
+        >>> [round(float(w), 4) for w in strategy.loss_weights(keras.ops.convert_to_tensor([1.0, 4.0]))[0]]
+        [0.8, 0.2]
     """
 
     needs_post_step_losses = True

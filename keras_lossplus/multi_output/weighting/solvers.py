@@ -18,11 +18,11 @@ def min_norm_weights(gram: Tensor, iterations: int = 100) -> Tensor:
     with exact line search (Sener & Koltun, 2018, Algorithm 2), starting at
     the uniform weights.
 
-    Example:
-    >>> import numpy as np
-    >>> gram = np.array([[1.0, 0.0], [0.0, 4.0]], "float32")
-    >>> [round(float(a), 3) for a in min_norm_weights(gram)]
-    [0.8, 0.2]
+    Examples:
+        >>> import numpy as np
+        >>> gram = np.array([[1.0, 0.0], [0.0, 4.0]], "float32")
+        >>> [round(float(a), 3) for a in min_norm_weights(gram)]
+        [0.8, 0.2]
     """
     gram = ops.cast(gram, "float32")
     num_tasks = gram.shape[0]
@@ -49,9 +49,9 @@ def project_to_simplex(v: Tensor) -> Tensor:
     """Euclidean projection of a vector onto the probability simplex
     (sort-based, Duchi et al. 2008; `v` is tiny here: one entry per task).
 
-    Example:
-    >>> [float(p) for p in project_to_simplex(keras.ops.convert_to_tensor([2.0, 0.0]))]
-    [1.0, 0.0]
+    Examples:
+        >>> [float(p) for p in project_to_simplex(keras.ops.convert_to_tensor([2.0, 0.0]))]
+        [1.0, 0.0]
     """
     n = v.shape[0]
     u = ops.flip(ops.sort(v), axis=0)
@@ -69,11 +69,11 @@ def cagrad_weights(gram: Tensor, c: Tensor, iterations: int = 100) -> Tensor:
     the problem the authors solve with SciPy), by accelerated projected
     gradient (FISTA) with the local curvature bound `c * trace(G) / |g_w|`.
 
-    Example:
-    >>> import numpy as np
-    >>> gram = np.array([[1.0, -0.5], [-0.5, 1.0]], "float32")
-    >>> [round(float(w), 3) for w in cagrad_weights(gram, 0.5)]
-    [0.5, 0.5]
+    Examples:
+        >>> import numpy as np
+        >>> gram = np.array([[1.0, -0.5], [-0.5, 1.0]], "float32")
+        >>> [round(float(w), 3) for w in cagrad_weights(gram, 0.5)]
+        [0.5, 0.5]
     """
     gram = ops.cast(gram, "float32")
     c = ops.cast(c, "float32")
