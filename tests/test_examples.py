@@ -13,7 +13,7 @@ import pytest
 from tests.backend_utils import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN_TEST = {"multi_task.py", "metric_learning.py", "segmentation.py"}  # run in their quick modes by their own tests below
+OWN_TEST = {"multi_task.py", "metric_learning.py", "segmentation.py", "distributed.py"}  # run in their quick modes by their own tests below
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TEST)
 
 
@@ -73,3 +73,13 @@ if BACKEND == "jax":
                                                        re.MULTILINE)}
         assert set(miou) == {"DiceFocalLoss", "(all background)"}, stdout
         assert miou["DiceFocalLoss"] > miou["(all background)"] + 0.15, stdout
+
+    def test_distributed_example_equals_one_device():
+        stdout = run_example("distributed.py", "--devices", "2", "--epochs", "2")
+        assert "2 devices" in stdout
+        rows = re.findall(r"^ +(\d) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$", stdout, re.MULTILINE)
+        assert len(rows) == 2, stdout
+        for _, many, one, decov_many, decov_one in rows:
+            assert abs(float(many) - float(one)) <= 1e-5 and abs(float(decov_many) - float(decov_one)) <= 1e-5
+        gap = float(re.search(r"largest weight difference after 2 epochs: ([\d.e+-]+)", stdout)[1])
+        assert gap < 1e-5
