@@ -3,7 +3,9 @@ library versions in the header, and the benchmark inputs (built once per
 session, outside any timing)."""
 
 import os
+import time
 
+START = time.time()  # the suite process's start, about (conftest is imported first)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -14,6 +16,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 LIBRARIES = ("keras", "jax", "tensorflow", "torch", "optax", "numpy")
+# environment variables that change what the suites run (`report.py --quick` sets them)
+KNOBS = ("METRIC_BENCH_BATCH_SIZES", "METRIC_BENCH_PML_MAX_B", "SEGMENTATION_BENCH_SIZES",
+         "TRAIN_STEP_BENCH_BLOCKS")
 
 
 def library_versions() -> dict:
@@ -28,8 +33,18 @@ def library_versions() -> dict:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Record the backend and the library versions in the JSON output."""
-    machine_info.update(keras_backend=keras.backend.backend(), libraries=library_versions())
+    """Record the backend, the device it computes on, the library versions,
+    the settings that change the workload, the machine's load average (1, 5,
+    15 min, when the JSON is written at the end of the run) and the run's
+    wall time in the JSON output."""
+    from harness import device
+
+    machine_info.update(
+        keras_backend=keras.backend.backend(), libraries=library_versions(), device=device(),
+        bench_env={k: os.environ[k] for k in KNOBS if os.environ.get(k)},
+        load_average=[round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        wall_seconds=round(time.time() - START, 1),
+    )
 
 
 def pytest_report_header(config):

@@ -12,6 +12,7 @@ computed:
   are computed when the call returns; `.numpy()` on the scalar loss makes
   sure of it without copying the gradient (a 16 MB copy costs ~2 ms).
 * torch: plain eager autograd (`torch.autograd.grad`); torch has no XLA.
+  On a CUDA device the step ends with `torch.cuda.synchronize()`.
 
 The callable is compiled and run once (the warm-up) before it is returned, so
 the first timed call measures the compiled program, not the tracing.
@@ -46,6 +47,31 @@ import keras
 import numpy as np
 
 BACKEND = keras.backend.backend()
+
+
+def device() -> dict:
+    """What the current backend computes on: `{"kind": "gpu" | "cpu", "name": ...}`
+    (the GPU's name, e.g. "NVIDIA H100 80GB HBM3"; "CPU" otherwise)."""
+    name = None
+    try:
+        if BACKEND == "jax":
+            import jax
+
+            first = jax.devices()[0]
+            name = first.device_kind if first.platform == "gpu" else None
+        elif BACKEND == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        elif BACKEND == "torch":
+            import torch
+
+            name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # pragma: no cover - a broken GPU runtime: report the CPU
+        name = None
+    return {"kind": "gpu", "name": name} if name else {"kind": "cpu", "name": "CPU"}
 
 
 def to_backend(x: np.ndarray) -> Any:
@@ -86,9 +112,13 @@ def _torch_step(loss_fn: Callable, y_true: Any, y_pred: Any) -> tuple:
 
     leaf = y_pred.detach().requires_grad_(True)
 
+    cuda = leaf.is_cuda  # CUDA kernels run asynchronously: wait for them
+
     def step():
         value = loss_fn(y_true, leaf)
         (grad,) = torch.autograd.grad(value, leaf)
+        if cuda:
+            torch.cuda.synchronize()
         return value.detach(), grad
 
     return step, None

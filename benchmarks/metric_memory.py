@@ -24,6 +24,13 @@ hide a smaller later peak. On JAX the compiled program's own figure is
 added: `xla_temp_mib`, the temporaries of `jax.jit(value_and_grad(loss))`
 (`.lower(...).compile().memory_analysis().temp_size_in_bytes`).
 
+When ours runs on a GPU (`harness.device()`), the resident set says little
+about it: the GPU allocator's peak is recorded as well, `device_first_mib`
+(first call) and `device_peak_mib` (steady state), each the peak minus what
+was in use before (JAX's allocator keeps one peak per process, so there the
+steady figure includes the first call); `device` names the GPU.
+`metric_plot.py` then shows the device figure for ours. PML runs on the CPU.
+
 The parent runs the subprocesses one at a time, polls each child's resident
 set every 0.1 s and stops it when it passes `--cap-gib` or when the machine
 has less than 1.5 GiB available (PML is O(B^3) in memory); such a case is
@@ -99,6 +106,28 @@ def measure(calls, runs: int = 2) -> dict:
     return dict(peak=_peak() - base, base=base, seconds=seconds, reset=reset)
 
 
+def _gpu_memory(backend: str, reset: bool = False) -> tuple:
+    """`(bytes in use, peak bytes)` of the backend's GPU allocator; `reset`
+    starts a new peak first (TensorFlow and torch; JAX keeps the process's)."""
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats.get("bytes_in_use", 0), stats.get("peak_bytes_in_use", 0)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if reset:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+        info = tf.config.experimental.get_memory_info("GPU:0")
+        return info["current"], info["peak"]
+    import torch
+
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
+
+
 def child(impl: str, backend: str, mining: str, batch: int, chunk_size) -> dict:
     sys.path.insert(0, str(HERE))
     from metric_cases import D, pk_batch
@@ -130,8 +159,19 @@ def child(impl: str, backend: str, mining: str, batch: int, chunk_size) -> dict:
         def first():
             holder["step"] = value_and_grad_step(loss, y_true, y_pred, warmup=1)
 
+    gpu = impl == "ours" and _on_gpu()
+    if gpu:
+        result["device"] = gpu
+        in_use, _ = _gpu_memory(backend)
     cold = measure(first, runs=1)
+    if gpu:
+        _, peak = _gpu_memory(backend)
+        result["device_first_mib"] = (peak - in_use) / MIB
+        in_use, _ = _gpu_memory(backend, reset=True)
     warm = measure(holder["step"], runs=2)
+    if gpu:  # on JAX the peak of the whole process (first call included)
+        _, peak = _gpu_memory(backend)
+        result["device_peak_mib"] = (peak - in_use) / MIB
     result.update(
         first_mib=cold["peak"] / MIB, first_s=cold["seconds"],
         peak_mib=warm["peak"] / MIB, seconds=warm["seconds"],
@@ -141,6 +181,14 @@ def child(impl: str, backend: str, mining: str, batch: int, chunk_size) -> dict:
         temp = xla_temp_bytes(loss, y_true, y_pred)
         result["xla_temp_mib"] = None if temp is None else temp / MIB
     return result
+
+
+def _on_gpu():
+    """The name of the GPU the current backend computes on, or None (CPU)."""
+    from harness import device
+
+    found = device()
+    return found["name"] if found["kind"] == "gpu" else None
 
 
 # --------------------------------------------------------------------------- in the parent
@@ -227,9 +275,9 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--minings", nargs="+", default=["semihard", "all"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 512, 1024, 2048, 4096, 8192])
-    parser.add_argument("--chunk-sizes", nargs="+", type=int, default=[1024],
+    parser.add_argument("--chunk-sizes", nargs="*", type=int, default=[1024],
                         help="chunk sizes tried for ours at B > each chunk size, besides no chunking "
-                             "(default 1024; at B = 8192 only unless --chunk-all)")
+                             "(default 1024; at the largest B only unless --chunk-all; none if empty)")
     parser.add_argument("--chunk-all", action="store_true", help="chunked runs at every B > chunk size")
     parser.add_argument("--impls", nargs="+", default=["ours", "pml"], choices=["ours", "pml"])
     parser.add_argument("--pml-max-b", type=int, default=4096, help="largest B run for PML (default 4096)")

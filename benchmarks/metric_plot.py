@@ -4,12 +4,13 @@ pytorch-metric-learning (PML).
 
     .venv/bin/python benchmarks/metric_plot.py
 
-Reads the timing runs of `test_bench_metric_learning.py`
-(`benchmarks/results/<backend>.metric_learning[.<run>].json`, written by
-`report.py --suites metric_learning`) and the memory results of
-`metric_memory.py` (`benchmarks/results/metric_learning_memory.json`);
-writes `benchmarks/results/metric_learning.md` (also printed) and
-`benchmarks/results/metric_learning.png`.
+`report.py` calls it on every report; run alone, it reads the timing runs
+of `test_bench_metric_learning.py` from the result files `report.py` would
+use (`benchmarks/results/<backend>[.<suite>][.<run>].json`) and the memory
+results of `metric_memory.py` (`benchmarks/results/metric_learning_memory.json`),
+and writes `benchmarks/results/metric_learning.md` (also printed) and
+`docs/performance/metric_learning.png` (the figure of the docs' performance
+page).
 
 Time: a run's time for an implementation is the median of its timed rounds;
 the table gives the median over runs, and the speed-up PML / ours as the
@@ -26,7 +27,7 @@ import re
 import statistics
 from pathlib import Path
 
-from report import BACKENDS, load
+from report import BACKENDS, DOCS_IMAGES, load, result_files
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -35,19 +36,23 @@ GOAL_B, GOAL_SPEEDUP, GOAL_MEMORY, BIG_B, BIG_LIMIT_MIB = 1024, 50.0, 10.0, 8192
 MININGS = ("semihard", "all")
 
 
-def timing_runs() -> dict:
-    """backend -> list of runs, each {(mining, B, implementation): median ms}."""
+def timing_runs(files: list = None) -> dict:
+    """backend -> list of runs, each {(mining, B, implementation): median ms}.
+
+    `files`: `(backend, medians)` of each result file, medians as `report.load`
+    returns them (default: the files of `report.py --suites metric_learning`)."""
+    if files is None:
+        files = [(backend, load(path)[0]) for backend in BACKENDS
+                 for path in sorted(RESULTS.glob(f"{backend}.metric_learning*.json"))]
     runs = {}
-    for backend in BACKENDS:
-        for path in sorted(RESULTS.glob(f"{backend}.metric_learning*.json")):
-            medians = load(path)[0]
-            run = {}
-            for (loss, _, impl), ms in medians.items():
-                m = re.fullmatch(r"triplet_(\w+) B=(\d+)", loss)
-                if m:
-                    run[m.group(1), int(m.group(2)), impl] = ms
-            if run:
-                runs.setdefault(backend, []).append(run)
+    for backend, medians in files:
+        run = {}
+        for (loss, _, impl), ms in medians.items():
+            m = re.fullmatch(r"triplet_(\w+) B=(\d+)", loss)
+            if m:
+                run[m.group(1), int(m.group(2)), impl] = ms
+        if run:
+            runs.setdefault(backend, []).append(run)
     return runs
 
 
@@ -71,8 +76,16 @@ def time_rows(runs: dict) -> list:
     return rows
 
 
-def memory_rows() -> list:
-    return json.loads(MEMORY.read_text()) if MEMORY.exists() else []
+def memory_rows(path: Path = None) -> list:
+    """The results of `metric_memory.py`; for ours on a GPU the steady and
+    first-call peaks are the GPU allocator's (`device_*_mib`), not the RSS's."""
+    path = MEMORY if path is None else path
+    rows = json.loads(path.read_text()) if path.exists() else []
+    for r in rows:
+        if "device_peak_mib" in r:
+            r.update(host_peak_mib=r["peak_mib"], host_first_mib=r["first_mib"],
+                     peak_mib=r["device_peak_mib"], first_mib=r["device_first_mib"])
+    return rows
 
 
 def _fmt(x, digits=None):
@@ -94,7 +107,9 @@ def markdown(times: list, memory: list) -> str:
         lines.append(f"| {r['mining']} | {r['batch']} | {r['backend']} | {_fmt(r['ours'])} "
                      f"| {_fmt(r['pml'])} | {speedup} | {low_high} | {r['runs']} |")
     pml_mem = {(r["mining"], r["batch"]): r for r in memory if r["impl"] == "pml"}
-    lines += ["", "## Peak memory of one call (MiB of RSS growth; PML / ours on the steady peak)", "",
+    unit = ("MiB; ours: GPU allocator peak, PML: RSS growth on the CPU" if any("device_peak_mib" in r for r in memory)
+            else "MiB of RSS growth")
+    lines += ["", f"## Peak memory of one call ({unit}; PML / ours on the steady peak)", "",
               "| mining | B | implementation | chunk | steady peak | first call (compile) | XLA temp | PML peak | PML / ours |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     order = {"pml": -1}
@@ -188,24 +203,32 @@ def figure(times: list, memory: list, path: Path) -> None:
                     label="PML (torch eager)")
         ax.axhline(BIG_LIMIT_MIB, color="black", linewidth=0.8, linestyle="--", label="2 GiB")
         ax.axvline(GOAL_B, color="gray", linewidth=0.6, linestyle=":")
-        ax.set_title(f"mining=\"{mining}\": peak RSS growth of one call (steady state)")
+        on_gpu = any("device_peak_mib" in r for r in memory)
+        what = "peak memory (ours: GPU allocator; PML: RSS)" if on_gpu else "peak RSS growth"
+        ax.set_title(f"mining=\"{mining}\": {what} of one call (steady state)")
         ax.set_ylabel("MiB")
         ax.set_xlabel("batch size B (P x K, K = 8; D = 128)")
     for ax in axes.flat:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.grid(True, which="both", linewidth=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
-    times, memory = time_rows(timing_runs()), memory_rows()
+    files = []
+    for path, skip in result_files(BACKENDS):
+        medians, *_, context = load(path, skip)
+        files.append((context["backend"], medians))
+    times, memory = time_rows(timing_runs(files)), memory_rows()
     text = markdown(times, memory)
     (RESULTS / "metric_learning.md").write_text(text)
-    figure(times, memory, RESULTS / "metric_learning.png")
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    figure(times, memory, DOCS_IMAGES / "metric_learning.png")
     print(text)
 
 

@@ -18,6 +18,9 @@ B = 256, 512, 1024, 2048, 4096; un-normalised Euclidean distances.
   negative per anchor-positive pair: the same task, not the same value.
   Batch-all is the same loss on both sides.
 
+`METRIC_BENCH_BATCH_SIZES` (comma-separated) times only those B
+(`report.py --quick`: 256, 512, 1024, 2048).
+
 PML is O(B^3) in time and memory. It runs up to B = 1024 by default; set
 `METRIC_BENCH_PML_MAX_B=4096` to time it at B = 2048 and 4096 too (it then
 needs a few GB and tens of seconds per call); above that B the PML cases are
@@ -48,6 +51,8 @@ from harness import BACKEND, as_numpy, rotated, to_backend, value_and_grad_step,
 from metric_cases import BATCH_SIZES, MARGIN, MININGS, check_triplet, ours_loss, pk_batch, pml_step
 
 PML_MAX_B = int(os.environ.get("METRIC_BENCH_PML_MAX_B", "1024"))
+# `METRIC_BENCH_BATCH_SIZES=256,512,1024` times only these B (`report.py --quick`)
+BATCH_SIZES = tuple(int(b) for b in os.environ.get("METRIC_BENCH_BATCH_SIZES", "").split(",") if b) or BATCH_SIZES
 BLOCKS = {256: 8, 512: 6, 1024: 5, 2048: 3, 4096: 2}
 ROUNDS = {256: 4, 512: 2, 1024: 1, 2048: 1, 4096: 1}
 IMPLEMENTATIONS = ("keras_lossplus", "pml")
@@ -87,7 +92,7 @@ CASES = [
     (mining, batch_size, block, implementation)
     for mining in MININGS
     for batch_size in BATCH_SIZES
-    for block in range(BLOCKS[batch_size])
+    for block in range(BLOCKS.get(batch_size, 2))
     for implementation in rotated(IMPLEMENTATIONS, block)
 ]
 
@@ -108,4 +113,4 @@ def test_triplet(benchmark, metric_steps, mining, batch_size, block, implementat
         block=block, batch_size=batch_size, mining=mining, margin=MARGIN[mining],
         shape=[batch_size, 128], xla_temp_bytes=temp, measured=MEASURED,
     )
-    benchmark.pedantic(step, rounds=ROUNDS[batch_size], warmup_rounds=1 if batch_size <= 512 else 0)
+    benchmark.pedantic(step, rounds=ROUNDS.get(batch_size, 1), warmup_rounds=1 if batch_size <= 512 else 0)

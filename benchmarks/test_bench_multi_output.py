@@ -36,6 +36,7 @@ Run with `KERAS_BACKEND=<backend> pytest benchmarks/test_bench_multi_output.py -
 
 import itertools
 import math
+import os
 
 import keras
 import numpy as np
@@ -44,7 +45,8 @@ from harness import BACKEND, rotated, to_backend, train_step
 
 import keras_lossplus
 
-BLOCKS = 60
+# `TRAIN_STEP_BENCH_BLOCKS=20` takes turns in fewer blocks (`report.py --quick`)
+BLOCKS = int(os.environ.get("TRAIN_STEP_BENCH_BLOCKS", "60"))
 ROUNDS = 5
 LR = 0.01
 HIDDEN = 512

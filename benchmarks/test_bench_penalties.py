@@ -26,6 +26,8 @@ variant timed trains the same model the same way.
 Run with `KERAS_BACKEND=<backend> pytest benchmarks/ --benchmark-only`.
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -34,7 +36,8 @@ from harness import BACKEND, rotated, to_backend, train_step
 import keras_lossplus
 from keras_lossplus.layers import L1Penalty
 
-BLOCKS = 60
+# `TRAIN_STEP_BENCH_BLOCKS=20` takes turns in fewer blocks (`report.py --quick`)
+BLOCKS = int(os.environ.get("TRAIN_STEP_BENCH_BLOCKS", "60"))
 ROUNDS = 5
 FACTOR = 0.01
 LR = 0.01
