@@ -234,8 +234,10 @@ def tfa_angular_distance_numpy(feature):
 
 
 def _tfa_pdist(embeddings, distance_metric):
-    # TFA's names: "L_2" is the SQUARED Euclidean distance, "L_1" the plain
-    # Euclidean distance (pairwise_distance(squared=False)), "angular" 1 - cos.
+    # Labels of this transcription (not TFA's strings): "L_2" is the SQUARED
+    # Euclidean distance (TFA >= 0.11 "squared-L2"; 0.10 "L2"), "L_1" the plain
+    # Euclidean distance, pairwise_distance(squared=False) (TFA >= 0.11 "L2";
+    # 0.10 "L1"), "angular" 1 - cos.
     if distance_metric == "L_1":
         return tfa_pairwise_distance_numpy(embeddings, squared=False)
     if distance_metric == "L_2":
