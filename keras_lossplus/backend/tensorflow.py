@@ -36,6 +36,22 @@ def replica_sum(x: Any) -> Any:
     return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.nest.map_structure(tf.stop_gradient, x))
 
 
+UNEVEN_MESSAGE = (
+    "keras_lossplus: cross_replica='gather' needs the same number of samples on every "
+    "replica; use a global batch size divisible by the number of replicas (and drop the "
+    "last partial batch, e.g. `drop_remainder=True`), or cross_replica='local'"
+)
+
+
+def _check_static_sizes(local: Any, gathered: Any, replicas: int) -> None:
+    """Uneven replicas, when the shapes known at trace time already show it
+    (otherwise the assertion in the step reports it)."""
+    size, total = local.shape[0], gathered.shape[0]
+    if size is not None and total is not None and total != size * replicas:
+        raise ValueError(f"{UNEVEN_MESSAGE}. This replica holds {size} samples; the gathered batch has {total}, "
+                         f"not {size} x {replicas}.")
+
+
 def gather_replicas(tensors: list) -> Any:
     context = _replica_context()
     if context is None:
@@ -48,11 +64,7 @@ def gather_replicas(tensors: list) -> Any:
     sizes = context.all_gather(tf.reshape(local, [1]), axis=0)
     check = tf.debugging.assert_equal(
         sizes, tf.fill(tf.shape(sizes), local),
-        message=(
-            "keras_lossplus: cross_replica='gather' needs the same number of samples on every "
-            "replica; use a global batch size divisible by the number of replicas (and drop the "
-            "last partial batch, e.g. `drop_remainder=True`), or cross_replica='local'"
-        ),
+        message=UNEVEN_MESSAGE,
     )
     out = []
     for t in tensors:
@@ -61,6 +73,7 @@ def gather_replicas(tensors: list) -> Any:
             continue
         with tf.control_dependencies([check]):
             gathered = tf.stop_gradient(context.all_gather(t, axis=0))
+        _check_static_sizes(t, gathered, replicas)
         if t.dtype.is_floating:
             # the value is the gathered batch; the gradient reaches this replica's slice only
             pads = [[offset, total - offset - local]] + [[0, 0]] * (len(t.shape) - 1)

@@ -166,7 +166,7 @@ def _uneven_slices_in_loss(x, y) -> str:
         mirrored.run(tf.function(lambda xy: loss(xy[1], xy[0])), args=(slices,))
         return "no error"
     except Exception as error:  # noqa: BLE001 - which error is raised is reported
-        return f"{type(error).__name__}: {str(error)[:400]}"
+        return f"{type(error).__name__}: {str(error)[-1500:]}"
 
 
 def main() -> None:
