@@ -6,7 +6,7 @@ losses after each step)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import keras
 from keras import ops
