@@ -46,6 +46,20 @@ def _where_safe(condition: Tensor, x: Tensor, fill: float) -> Tensor:
     return ops.where(condition, x, ops.cast(fill, x.dtype))
 
 
+def with_gradient_of(value: Tensor, carrier: Tensor) -> Tensor:
+    """`value` in the forward pass, the gradient of `carrier` in the backward
+    pass: `stop_gradient(value) + carrier - stop_gradient(carrier)`. Data
+    parallelism uses it to report a global value while each replica's
+    gradient flows through its own share.
+
+    Examples:
+        >>> x = keras.ops.convert_to_tensor(3.0)
+        >>> float(with_gradient_of(x * 10.0, 2.0 * x))  # the gradient would be 2
+        30.0
+    """
+    return ops.stop_gradient(value) + (carrier - ops.stop_gradient(carrier))
+
+
 def safe_sqrt(x: Tensor) -> Tensor:
     """`sqrt(x)` for `x >= 0` whose gradient is 0 (not infinite) at `x == 0`.
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import keras
 
+from keras_lossplus.ops import with_gradient_of
+
 
 def _module() -> ModuleType:
     return importlib.import_module(f"keras_lossplus.backend.{keras.backend.backend()}")
@@ -77,8 +79,7 @@ def replica_losses(local: Any):
     if replicas == 1:
         return local, local
     total = replica_sum(local)
-    own = local - keras.ops.stop_gradient(local)
-    return total + own, total / replicas + own
+    return with_gradient_of(total, local), with_gradient_of(total / replicas, local)
 
 
 def multi_task_train_step(model: Any, *args: Any) -> Any:

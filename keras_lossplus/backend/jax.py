@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from keras_lossplus.backend.single_replica import num_replicas, replica_id, replica_sum  # noqa: F401
+
 
 def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
@@ -17,18 +19,6 @@ def gather_replicas(tensors: list) -> Any:
     # keras.distribution (DataParallel, ModelParallel) shards one global
     # jit-compiled computation: the loss already sees the global batch
     return None
-
-
-def num_replicas() -> int:
-    return 1
-
-
-def replica_id() -> Any:
-    return None
-
-
-def replica_sum(x: Any) -> Any:
-    return x
 
 
 def _scoped(model: Any, trainable: Any, non_trainable: Any, metrics: Any = None) -> Any:

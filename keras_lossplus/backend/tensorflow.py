@@ -124,7 +124,7 @@ def multi_task_train_step(model: Any, data: Any) -> Any:
     del tape
     model.optimizer.apply_gradients(zip(grads, variables))
     # logged before the re-evaluation overwrites the penalty values
-    model.record_step(x, tf.stop_gradient(losses), weights, replica_sum(penalty) if replicas > 1 else penalty)
+    model.record_step(x, tf.stop_gradient(losses), weights, replica_sum(penalty))
     logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
     if strategy.needs_post_step_losses:
         new_losses = replica_losses(model.task_losses(y, model(x, training=True), sample_weight))[0]

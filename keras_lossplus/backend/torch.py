@@ -5,6 +5,8 @@ from typing import Any
 import keras
 import torch
 
+from keras_lossplus.backend.single_replica import num_replicas, replica_id, replica_sum  # noqa: F401
+
 
 def is_concrete(x: Any) -> bool:
     compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
@@ -27,18 +29,6 @@ def gather_replicas(tensors: list) -> Any:
             "process's own batch, or train with the JAX or TensorFlow backend."
         )
     return None
-
-
-def num_replicas() -> int:
-    return 1
-
-
-def replica_id() -> Any:
-    return None
-
-
-def replica_sum(x: Any) -> Any:
-    return x
 
 
 def multi_task_train_step(model: Any, data: Any) -> Any:

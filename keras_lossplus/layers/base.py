@@ -19,7 +19,7 @@ from keras import ops, tree
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.base import check_number
-from keras_lossplus.ops import compute_dtype
+from keras_lossplus.ops import compute_dtype, with_gradient_of
 
 Tensor = Any
 Factor = Union[float, keras.Variable]
@@ -152,7 +152,7 @@ class PenaltyLayer(keras.layers.Layer):
         if replicas > 1 and self.batch_reduction == "batch":
             # the global batch's penalty; Keras divides an add_loss term by the replicas and sums their
             # gradients, each of which flows through the replica's own slice
-            term = ops.stop_gradient(value) + replicas * (value - ops.stop_gradient(value))
+            term = with_gradient_of(value, replicas * value)
         elif replicas > 1 and self.batch_reduction == "sum":
             value = term = value * replicas  # logged: the replicas' mean; added: this replica's sum
         self.add_loss(term)

@@ -28,7 +28,7 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus import backend as klp_backend
-from keras_lossplus.ops import compute_dtype
+from keras_lossplus.ops import compute_dtype, with_gradient_of
 
 Tensor = Any
 
@@ -235,7 +235,7 @@ class BatchLoss(LossPlus):
         if gathered is not None:
             # value: the global loss / replicas (Keras logs the replicas' mean times their number);
             # gradient: the global loss's, through this replica's slice (Keras sums the replicas')
-            return ops.stop_gradient(loss / replicas) + (loss - ops.stop_gradient(loss))
+            return with_gradient_of(loss / replicas, loss)
         replicas = klp_backend.num_replicas() if self.cross_replica == "local" else 1
         return loss / replicas if replicas > 1 else loss
 
