@@ -40,6 +40,17 @@ def compute_dtype(dtype: Any) -> str:
     return "float32" if dtype in _HALF_DTYPES else dtype
 
 
+def largest_finite(dtype: Any = "float32") -> float:
+    """A large finite value of `dtype` (about its largest), the fill that
+    masks an entry out of a min or a max without producing `inf`.
+
+    Examples:
+        >>> largest_finite("float16")
+        65000.0
+    """
+    return _LARGEST_FINITE.get(keras.backend.standardize_dtype(dtype), _LARGEST_FINITE["float32"])
+
+
 def _where_safe(condition: Tensor, x: Tensor, fill: float) -> Tensor:
     """`x` where `condition`, else `fill`: the input of a function whose value
     or gradient would be undefined at the masked-out entries."""
@@ -229,7 +240,7 @@ def different_label_mask(labels: Tensor, labels_b: Optional[Tensor] = None) -> T
 def _masked_extreme(x: Tensor, mask: Tensor, axis: int, keepdims: bool, largest: bool) -> Tensor:
     x = ops.convert_to_tensor(x)
     mask = ops.cast(mask, "bool")
-    big = _LARGEST_FINITE.get(keras.backend.standardize_dtype(x.dtype), 3.0e38)
+    big = largest_finite(x.dtype)
     fill = -big if largest else big
     filled = _where_safe(mask, x, fill)
     reduced = ops.max(filled, axis=axis, keepdims=keepdims) if largest else ops.min(

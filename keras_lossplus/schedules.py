@@ -13,7 +13,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_lossplus.losses.base import check_number
+from keras_lossplus.losses.options import check_number
 
 Tensor = Any
 

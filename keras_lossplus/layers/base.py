@@ -18,7 +18,7 @@ import keras
 from keras import ops, tree
 
 from keras_lossplus import backend as klp_backend
-from keras_lossplus.losses.base import check_number
+from keras_lossplus.losses.options import check_number
 from keras_lossplus.ops import compute_dtype, with_gradient_of
 
 Tensor = Any

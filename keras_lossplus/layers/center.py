@@ -20,7 +20,7 @@ from keras_lossplus.layers.base import (
     two_input_shapes,
     variable_value,
 )
-from keras_lossplus.losses.base import check_number
+from keras_lossplus.losses.options import check_number
 
 Tensor = Any
 

@@ -25,7 +25,7 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus.layers.base import as_float32, register
-from keras_lossplus.losses.base import check_number
+from keras_lossplus.losses.options import check_number
 from keras_lossplus.ops import l2_normalize, safe_sqrt
 
 Tensor = Any

@@ -21,7 +21,7 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.layers.base import Factor, PenaltyLayer, as_float32, factor_variable, register, variable_value
-from keras_lossplus.losses.base import check_choice, check_number
+from keras_lossplus.losses.options import check_choice, check_number
 from keras_lossplus.ops import l2_normalize
 
 Tensor = Any

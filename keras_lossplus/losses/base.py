@@ -12,22 +12,21 @@ of the two bases here:
   weights itself; what a weight means is documented by each loss. Keras
   returns a scalar loss unchanged for every `reduction`, and so do these.
 
-The helpers `prepare_inputs` and the `check_*` validators are shared by the
-functions, so that a function called directly and its class reject bad input
-with the same message.
+A loss's options are checked once, by the `Options` spec its function
+declares (`keras_lossplus.losses.options`): the class checks its
+constructor's options with the same spec, then calls the unchecked function.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_lossplus import backend as klp_backend
+from keras_lossplus.losses.options import check_choice, check_float_predictions, unchecked
 from keras_lossplus.ops import compute_dtype, with_gradient_of
 
 Tensor = Any
@@ -36,85 +35,9 @@ REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "
 CROSS_REPLICA = ("gather", "local")
 
 
-# --------------------------------------------------------------------------- validation
-
-
 def register(cls: type) -> type:
     """Register a loss class for saving under the `keras_lossplus` package."""
     return keras.saving.register_keras_serializable(package="keras_lossplus")(cls)
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
-    """Raise `ValueError` naming `name` unless `value` is one of `allowed`."""
-    if value not in allowed:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected one of {tuple(allowed)}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def check_number(
-    name: str,
-    value: Any,
-    *,
-    low: Optional[float] = None,
-    high: Optional[float] = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    allow_inf: bool = False,
-) -> float:
-    """Check that `value` is a real number in the given range and return it as
-    a float; raise `ValueError` (bad value) or `TypeError` (not a number)
-    naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
-    value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"Argument `{name}` must be a finite number. Received: {name}={value!r}")
-    lo_bad = low is not None and (value <= low if low_open else value < low)
-    hi_bad = high is not None and (value >= high if high_open else value > high)
-    if lo_bad or hi_bad:
-        lo = "-inf" if low is None else f"{low}"
-        hi = "inf" if high is None else f"{high}"
-        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
-            ")" if high_open or high is None else "]"
-        )
-        raise ValueError(
-            f"Argument `{name}` must be in {interval}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def to_float_list(name: str, values: Iterable[Any]) -> list:
-    """A JSON-friendly list of floats from a list, tuple or 1-D array."""
-    try:
-        arr = np.asarray(values, dtype="float64")
-    except (TypeError, ValueError):
-        arr = np.zeros((0,))
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(
-            f"Argument `{name}` must be a number or a non-empty 1-D list of numbers. "
-            f"Received: {name}={values!r}"
-        )
-    return [float(v) for v in arr]
-
-
-def check_float_predictions(y_pred: Any) -> None:
-    """Raise `TypeError` unless `y_pred` holds floating-point values.
-
-    Integer predictions almost always mean that labels and predictions were
-    swapped or that an argmax was fed to a loss; both give silently wrong
-    gradients (none at all), so they are refused.
-    """
-    dtype = getattr(y_pred, "dtype", None)
-    if dtype is None:
-        dtype = np.asarray(y_pred).dtype
-    dtype = keras.backend.standardize_dtype(dtype)
-    if not keras.backend.is_float_dtype(dtype):
-        raise TypeError(
-            "Argument `y_pred` must be a floating-point tensor (probabilities, logits or "
-            f"predicted values). Received: y_pred with dtype={dtype}"
-        )
 
 
 def prepare_inputs(y_true: Any, y_pred: Any) -> tuple:
@@ -140,8 +63,8 @@ class LossPlus(keras.losses.Loss):
     `keras.losses.Loss` apply reduction, `sample_weight` and masks.
 
     Subclasses set `fn = staticmethod(the_function)` and pass their options as
-    keyword arguments to `__init__`; `get_config` then returns every
-    constructor argument.
+    keyword arguments to `__init__`, which checks them with the function's
+    `Options` spec; `get_config` then returns every constructor argument.
     """
 
     fn: ClassVar[Callable[..., Tensor]]
@@ -156,14 +79,20 @@ class LossPlus(keras.losses.Loss):
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self._dtype_arg = dtype
-        self._options = options
+        spec = getattr(getattr(type(self), "fn", None), "options", None)
+        self._options = options if spec is None else spec.check(options)
+
+    @property
+    def _fn(self) -> Callable[..., Tensor]:
+        """The loss function without its option checks (done in `__init__`)."""
+        return unchecked(type(self).fn)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         check_float_predictions(y_pred)
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return type(self).fn(y_true, y_pred, **self._options)
+        return self._fn(y_true, y_pred, **self._options)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -231,7 +160,7 @@ class BatchLoss(LossPlus):
         gathered = klp_backend.gather_replicas([y_true, y_pred, weights]) if self.cross_replica == "gather" else None
         if gathered is not None:
             (y_true, y_pred, weights), replicas = gathered
-        loss = type(self).fn(y_true, y_pred, sample_weight=weights, **self._options)
+        loss = self._fn(y_true, y_pred, sample_weight=weights, **self._options)
         if gathered is not None:
             # value: the global loss / replicas (Keras logs the replicas' mean times their number);
             # gradient: the global loss's, through this replica's slice (Keras sums the replicas')

@@ -24,20 +24,13 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Union
 
-import keras
 import numpy as np
+import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
-from keras_lossplus.losses.base import (
-    BatchLoss,
-    LossPlus,
-    check_choice,
-    check_number,
-    prepare_inputs,
-    register,
-    to_float_list,
-)
+from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
+from keras_lossplus.losses.options import check_choice, check_number, to_float_list
 from keras_lossplus.ops import pairwise_distances, safe_pow
 
 Tensor = Any

@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-import keras
+import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
-from keras_lossplus.losses.base import LossPlus, check_choice, check_number, prepare_inputs, register
-from keras_lossplus.ops import masked_logsumexp
+from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
+from keras_lossplus.losses.options import check_choice, check_number
+from keras_lossplus.ops import largest_finite, masked_logsumexp
 
 Tensor = Any
 
@@ -62,8 +63,6 @@ _LN2 = math.log(2.0)
 # Fill value for padded scores in ListMLE's cumulative log-sum-exp: exp(fill - s)
 # is exactly 0 for any score, and logaddexp(fill, fill) stays finite.
 _FILL = -1.0e30
-# Sort key that places padding after every valid item.
-_LAST = 3.0e38
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -163,7 +162,7 @@ def _mean_over_pairs(terms: Tensor, pairs: Tensor) -> Tensor:
 def _descending_ranks(scores: Tensor, valid: Tensor) -> Tensor:
     """1-based rank of every item when the valid items are sorted by
     decreasing score (ties in input order), padding after them."""
-    key = ops.where(valid, -scores, ops.full_like(scores, _LAST))
+    key = ops.where(valid, -scores, ops.full_like(scores, largest_finite(scores.dtype)))  # padding sorts last
     order = ops.argsort(key, axis=-1)
     return ops.cast(ops.argsort(order, axis=-1) + 1, scores.dtype)
 
@@ -446,7 +445,7 @@ def listmle_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -
     """
     mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
-    key = ops.where(valid, -labels, ops.full_like(labels, _LAST))
+    key = ops.where(valid, -labels, ops.full_like(labels, largest_finite(labels.dtype)))  # padding sorts last
     order = ops.argsort(key, axis=-1)
     sorted_scores = ops.take_along_axis(scores, order, axis=-1)
     # padding sorts last: position k is valid iff k < the number of valid items

@@ -10,13 +10,25 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence, Union
 
-import keras
+import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
-from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs, register, to_float_list
+from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
+from keras_lossplus.losses.options import check_number, to_float_list
 
 Tensor = Any
 Quantiles = Union[float, Sequence[float]]
+
+__all__ = [
+    "CharbonnierLoss",
+    "GeneralAdaptiveLoss",
+    "PinballLoss",
+    "TukeyBiweightLoss",
+    "charbonnier_loss",
+    "general_adaptive_loss",
+    "pinball_loss",
+    "tukey_biweight_loss",
+]
 
 
 def _check_quantiles(quantiles: Any) -> Union[float, list]:

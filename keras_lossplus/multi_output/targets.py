@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import keras
 
-from keras_lossplus.losses.base import check_number
+from keras_lossplus.losses.options import check_number
 from keras_lossplus.losses.output_loss import resolve_loss
 
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Tuple
 import keras
 from keras import ops
 
-from keras_lossplus.losses.base import check_choice, check_number
+from keras_lossplus.losses.options import check_choice, check_number
 from keras_lossplus.multi_output.weighting.base import WeightingStrategy, named
 from keras_lossplus.multi_output.weighting.solvers import cagrad_weights, min_norm_weights
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import keras
 from keras import ops
 
-from keras_lossplus.losses.base import check_choice, check_number
+from keras_lossplus.losses.options import check_choice, check_number
 from keras_lossplus.multi_output.weighting.base import WeightingStrategy, named
 
 Tensor = Any

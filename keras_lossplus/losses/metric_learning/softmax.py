@@ -2,7 +2,7 @@
 lifted structure, N-pair, supervised contrastive (SupCon), NT-Xent / InfoNCE
 and soft nearest neighbour.
 
-Same calling convention and anchor rule as `keras_lossplus.losses.metric_learning`:
+Same calling convention and anchor rule as the triplet losses (`keras_lossplus.losses.metric_learning`):
 integer labels `(B,)` or `(B, 1)`, embeddings `(B, D)`, one scalar per batch,
 the mean over the anchors that have a positive and a negative in the batch,
 anchors weighted by `sample_weight`, `O(B^2)` memory (`chunk_size` rows at a
@@ -18,20 +18,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import keras
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
-from keras_lossplus.losses.base import BatchLoss, check_number, register
-from keras_lossplus.losses.mining import (
-    SIMILARITIES,
-    anchor_mean,
-    check_chunk_size,
-    check_options,
-    embedding_inputs,
-    per_anchor,
-    positive_count,
-)
+from keras_lossplus.losses.base import BatchLoss, register
+from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.metric_learning.distances import SIMILARITIES, check_options
+from keras_lossplus.losses.metric_learning.inputs import check_chunk_size, embedding_inputs
+from keras_lossplus.losses.metric_learning.miners import positive_count
+from keras_lossplus.losses.metric_learning.reducers import anchor_mean
+from keras_lossplus.losses.metric_learning.rows import per_anchor
 from keras_lossplus.ops import masked_logsumexp, masked_max, masked_min
 
 Tensor = Any

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import keras
 from keras import ops
 
-from keras_lossplus.losses.base import BatchLoss, LossPlus, check_number, register
-from keras_lossplus.losses.mining import embedding_inputs
+from keras_lossplus.losses.base import BatchLoss, LossPlus, register
+from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.ops import masked_logsumexp
 
 Tensor = Any

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import keras
+import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
-from keras_lossplus.losses.base import LossPlus, check_number, prepare_inputs, register
+from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
+from keras_lossplus.losses.options import check_number
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any

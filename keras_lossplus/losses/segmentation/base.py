@@ -22,8 +22,9 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus import backend as klp_backend
-from keras_lossplus.losses.base import BatchLoss, LossPlus, check_choice, check_number, prepare_inputs
-from keras_lossplus.losses.classification import _sigmoid_terms, _softmax_terms
+from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs
+from keras_lossplus.losses.options import check_choice, check_number
+from keras_lossplus.losses.classification.terms import sigmoid_terms, softmax_terms
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any
@@ -227,12 +228,12 @@ def pixel_crossentropy(raw: Tensor, target: Tensor, mode: str, from_logits: bool
     """(Focal) cross-entropy per pixel (`"multiclass"`: summed over the
     classes, shape `(B, *spatial, 1)`) or per entry (sigmoid modes)."""
     if mode == "multiclass":
-        log_p, p = _softmax_terms(raw, from_logits)
+        log_p, p = softmax_terms(raw, from_logits)
         terms = -target * log_p * safe_pow(1.0 - p, gamma)
         if alpha is not None:
             terms = terms * alpha
         return ops.sum(terms, axis=-1, keepdims=True)
-    bce, one_minus_pt, _ = _sigmoid_terms(target, raw, from_logits)
+    bce, one_minus_pt, _ = sigmoid_terms(target, raw, from_logits)
     terms = safe_pow(one_minus_pt, gamma) * bce
     if alpha is not None:
         terms = terms * (target * alpha + (1.0 - target) * (1.0 - alpha))
@@ -289,3 +290,56 @@ def common_options(mode: str, from_logits: bool, ignore_index: Any, per_image: b
         raise TypeError(f"Argument `from_logits` must be True or False. Received: from_logits={from_logits!r}")
     return {"mode": mode, "from_logits": bool(from_logits), "ignore_index": ignore_index,
             "per_image": bool(per_image), "data_format": data_format}
+
+
+COMMON_ARGS = """        mode: `"binary"`, `"multiclass"` or `"multilabel"`.
+        from_logits: Whether `y_pred` holds logits.
+        ignore_index: Label of pixels that count nowhere, or `None`.
+        per_image: One value per image (`True`) or for the whole batch.
+        smooth: Added to numerator and denominator, `>= 0`.
+        data_format: `"channels_last"` or `"channels_first"`."""
+
+
+def confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, sample_weight):
+    """Soft confusion counts per class (and the pieces the compound losses reuse)."""
+    raw, target, valid = prepare(y_true, y_pred, mode, ignore_index, data_format)
+    weights = pixel_weights(valid, sample_weight, raw)
+    axes = reduce_axes(len(raw.shape), per_image)
+    counts = soft_counts(target, probabilities(raw, mode, from_logits), weights, axes)
+    return counts, (raw, target, weights, axes)
+
+
+def dice_score(tp, fp, fn, support, smooth):
+    return present_mean(1.0 - safe_ratio(2.0 * tp + smooth, 2.0 * tp + fp + fn + smooth), support)
+
+
+
+
+class OverlapLoss(SegmentationLoss):
+    """Shared constructor: the common options, then the loss's own."""
+
+    def __init__(self, mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                 cross_replica: str = "gather", **own: Any) -> None:
+        options = common_options(mode, from_logits, ignore_index, per_image, data_format)
+        options["smooth"] = check_number("smooth", smooth, low=0.0)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **own, **options)
+
+
+CLASS_ARGS = """        mode, from_logits, ignore_index, per_image, smooth, data_format: See
+            `keras_lossplus.losses.segmentation`.
+        cross_replica: With `per_image=False`, `"gather"` (default): under
+            `tf.distribute`, the loss of the global batch, all-gathered from the
+            replicas; `"local"`: each replica's own slice (see
+            `keras_lossplus.losses.BatchLoss`).
+        reduction, name, dtype: As for every `keras.losses.Loss` (with
+            `per_image=False` the loss is one value per batch: every
+            reduction returns it)."""
+
+
+
+
+def document(*objects: Any) -> None:
+    """Fill the shared argument lists into the docstrings of segmentation
+    functions (`{common}`) and classes (`{args}`)."""
+    for obj in objects:
+        obj.__doc__ = obj.__doc__.replace("{common}", COMMON_ARGS).replace("{args}", CLASS_ARGS)

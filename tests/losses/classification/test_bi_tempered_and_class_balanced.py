@@ -10,7 +10,7 @@ from keras_lossplus import losses as L
 from tests.backend_utils import to_numpy, value_and_grad
 from tests.contract import LossCase, contract_suite
 from tests.losses import references as R
-from tests.losses.test_classification import ref_focal
+from tests.losses.classification.test_classification import ref_focal
 
 
 # ------------------------------------------------------------------ bi-tempered reference

@@ -14,15 +14,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
-from keras_lossplus.losses.segmentation_base import (
-    EPS,
-    SegmentationLoss,
-    common_options,
-    pixel_weights,
-    prepare,
-    probabilities,
-    run,
-)
+from keras_lossplus.losses.segmentation.base import EPS, SegmentationLoss, common_options, pixel_weights, prepare, probabilities, run
 
 Tensor = Any
 

@@ -1,203 +1,17 @@
-"""The pieces every in-batch metric-learning loss is built from.
-
-A loss over a batch of labelled embeddings is written as one function of a
-block of anchors (`Rows`): it reads the block's distances or similarities to
-the whole batch, its positive / negative masks, and returns, per anchor, a
-numerator and a count. `per_anchor` runs that function over the whole batch,
-or over row blocks of `chunk_size` anchors so that the memory is
-`chunk_size x B` instead of `B x B`; `anchor_mean` turns numerators and counts
-into the loss
-
-    sum_a w_a num_a / sum_a w_a cnt_a      over the valid anchors,
-
-where an anchor is valid when the batch holds at least one positive (same
-label, not itself) and one negative (different label) for it, and `w_a` is
-its `sample_weight`. A batch without a valid anchor gives 0 with gradient 0.
-
-The miners (`semihard_triplets`, `all_triplets`) never build a `B x B x B`
-tensor: they loop over the anchors' positives, one positive per anchor per
-step (`B x B` work per step, as many steps as the largest number of
-positives of an anchor), and return the triplets' loss and their first-order
-coefficients on the distance matrix. The loop carries no gradient; the loss
-is rebuilt from the coefficients (`linearized`), which gives the exact value
-and the exact gradient.
-"""
+"""Triplet miners (semi-hard, all, hard) that never build a `B x B x B` tensor."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence, Union
 
 from keras import ops
 
-from keras_lossplus.losses.base import check_choice, check_float_predictions, check_number
-from keras_lossplus.ops import compute_dtype, l2_normalize, masked_max, masked_min, pairwise_distances
+from keras_lossplus.ops import l2_normalize, largest_finite, masked_max, masked_min
+from keras_lossplus.losses.metric_learning.rows import Rows
 
 Tensor = Any
+Alpha = Union[None, float, Sequence[float]]
 
-DISTANCES = ("euclidean", "squared_euclidean", "cosine")
-SIMILARITIES = ("cosine", "dot")
-_BIG = 3.0e38
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def check_chunk_size(chunk_size: Any) -> Optional[int]:
-    """`None` or a positive int; raise naming `chunk_size` otherwise."""
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(
-            f"Argument `chunk_size` must be None or a positive integer. Received: chunk_size={chunk_size!r}"
-        )
-    return int(chunk_size)
-
-
-def embedding_inputs(y_true: Any, y_pred: Any, normalize: bool = False) -> tuple:
-    """Labels `(B,)` and embeddings `(B, D)` in the loss's compute dtype.
-
-    `y_true` must have shape `(B,)` or `(B, 1)` and `y_pred` shape `(B, D)`;
-    anything else raises `ValueError` naming the argument. With
-    `normalize=True` the embeddings are L2-normalized.
-    """
-    check_float_predictions(y_pred)
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_pred = ops.cast(y_pred, compute_dtype(y_pred.dtype))
-    if len(y_pred.shape) != 2:
-        raise ValueError(
-            "`y_pred` must hold one embedding per sample, shape (batch_size, dim). "
-            f"Received: y_pred.shape={tuple(y_pred.shape)}"
-        )
-    y_true = ops.convert_to_tensor(y_true)
-    shape = tuple(y_true.shape)
-    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-        raise ValueError(
-            "`y_true` must hold one integer class label per sample, shape (batch_size,) or "
-            f"(batch_size, 1). Received: y_true.shape={shape}"
-        )
-    batch, labels_batch = y_pred.shape[0], shape[0]
-    if batch is not None and labels_batch is not None and batch != labels_batch:
-        raise ValueError(
-            "`y_true` and `y_pred` must have the same batch size. "
-            f"Received: y_true.shape={shape}, y_pred.shape={tuple(y_pred.shape)}"
-        )
-    labels = ops.reshape(y_true, (-1,))
-    if normalize:
-        y_pred = l2_normalize(y_pred)
-    return labels, y_pred
-
-
-def split_columns(y_pred: Any, parts: int, layout: str) -> list:
-    """Split explicit tuples `[a | p | n ...]` concatenated on the last axis."""
-    check_float_predictions(y_pred)
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_pred = ops.cast(y_pred, compute_dtype(y_pred.dtype))
-    width = y_pred.shape[-1]
-    if len(y_pred.shape) != 2 or width is None or width % parts:
-        raise ValueError(
-            f"With mining='none', `y_pred` must be explicit tuples {layout} concatenated on "
-            f"the last axis: shape (batch_size, {parts} * dim). Received: y_pred.shape={tuple(y_pred.shape)}"
-        )
-    return ops.split(y_pred, parts, axis=-1)
-
-
-def check_options(distance: str, allowed: Sequence[str] = DISTANCES, **numbers: Any) -> None:
-    """Validate `distance` and the non-negative number options."""
-    check_choice("distance", distance, allowed)
-    for name, value in numbers.items():
-        check_number(name, value, low=0.0)
-
-
-# --------------------------------------------------------------------------- blocks of anchors
-
-
-class Rows:
-    """A block of anchors (rows `start:stop` of the batch) against the whole batch.
-
-    Attributes:
-        embeddings: All embeddings `(B, D)`.
-        anchors: The block's embeddings `(c, D)`.
-        pos: `(c, B)` same label, not the anchor itself.
-        neg: `(c, B)` different label.
-        not_self: `(c, B)` every sample but the anchor.
-        valid: `(c,)` the anchor has a positive and a negative.
-        weights: `(c,)` the anchors' `sample_weight`, 0 for invalid anchors.
-    """
-
-    def __init__(
-        self, embeddings: Tensor, labels: Tensor, start: Any = 0, stop: Any = None, sample_weight: Any = None
-    ) -> None:
-        self.embeddings = embeddings
-        batch = ops.shape(embeddings)[0]
-        self.start = start
-        self.stop = batch if stop is None else stop
-        whole = start == 0 and stop is None
-        self.anchors = embeddings if whole else embeddings[start : self.stop]
-        row_labels = labels if whole else labels[start : self.stop]
-        rows = ops.arange(start, self.stop)
-        self.not_self = ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(batch), 0))
-        same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
-        self.pos = ops.logical_and(same, self.not_self)
-        self.neg = ops.logical_not(same)
-        self.positives = ops.sum(ops.cast(self.pos, "int32"), axis=1)
-        self.valid = ops.logical_and(self.positives > 0, ops.any(self.neg, axis=1))
-        weights = ops.cast(self.valid, embeddings.dtype)
-        if sample_weight is not None:
-            weights = weights * ops.cast(self.row(ops.reshape(sample_weight, (-1,))), embeddings.dtype)
-        self.weights = weights
-
-    def row(self, values: Tensor) -> Tensor:
-        """The block's slice of a per-sample `(B, ...)` tensor."""
-        return values[self.start : self.stop]
-
-    def distances(self, metric: str) -> Tensor:
-        """`(c, B)` distances from the anchors to every sample (0 to themselves)."""
-        d = pairwise_distances(self.anchors, self.embeddings, metric=metric)
-        return ops.where(self.not_self, d, ops.zeros_like(d))
-
-    def similarities(self, kind: str) -> Tensor:
-        """`(c, B)` cosine similarities or dot products of the anchors with every sample."""
-        if kind == "cosine":
-            return ops.matmul(l2_normalize(self.anchors), ops.transpose(l2_normalize(self.embeddings)))
-        return ops.matmul(self.anchors, ops.transpose(self.embeddings))
-
-
-def _block_bounds(batch: Optional[int], chunk_size: Optional[int]) -> list:
-    if chunk_size is None or batch is None or chunk_size >= batch:
-        return [(0, None)]
-    return [(s, min(s + chunk_size, batch)) for s in range(0, batch, chunk_size)]
-
-
-def per_anchor(
-    embeddings: Tensor,
-    labels: Tensor,
-    chunk_size: Optional[int],
-    fn: Callable[[Rows], tuple],
-    sample_weight: Any = None,
-) -> tuple:
-    """Run `fn(rows) -> tuple of tensors` over the batch, in blocks of
-    `chunk_size` anchors when given (and the batch size is static): `(c,)`
-    results are joined into `(B,)` tensors, scalars are summed."""
-    bounds = _block_bounds(embeddings.shape[0], chunk_size)
-    results = [fn(Rows(embeddings, labels, start, stop, sample_weight)) for start, stop in bounds]
-    if len(results) == 1:
-        return tuple(results[0])
-    joined = []
-    for parts in zip(*results):
-        if len(parts[0].shape) == 0:
-            total = parts[0]
-            for part in parts[1:]:
-                total = total + part
-            joined.append(total)
-        else:
-            joined.append(ops.concatenate(parts, axis=0))
-    return tuple(joined)
-
-
-def safe_ratio(total: Tensor, weight: Tensor) -> Tensor:
-    """`total / weight`, or 0 (with gradient 0) where `weight` is 0."""
-    has = weight > 0
-    return ops.where(has, total / ops.where(has, weight, ops.ones_like(weight)), ops.zeros_like(total))
 
 
 def mined_loss(rows: Rows, labels: Tensor, miner: Callable, metric: str, margin: float, soft: bool) -> tuple:
@@ -209,16 +23,6 @@ def mined_loss(rows: Rows, labels: Tensor, miner: Callable, metric: str, margin:
     w = rows.weights
     carrier = distance_gradient(rows, coef * ops.expand_dims(w, 1), d, metric)
     return ops.sum(w * value) + carrier, ops.sum(w * count)
-
-
-def anchor_mean(numerator: Tensor, count: Tensor, valid: Tensor, sample_weight: Any = None) -> Tensor:
-    """`sum_a w_a num_a / sum_a w_a cnt_a` over the valid anchors; 0 (with
-    gradient 0) when that denominator is 0."""
-    valid = ops.cast(valid, numerator.dtype)
-    if sample_weight is not None:
-        valid = valid * ops.reshape(ops.cast(sample_weight, numerator.dtype), (-1,))
-    total = ops.sum(ops.where(valid != 0, numerator, ops.zeros_like(numerator)) * valid)
-    return safe_ratio(total, ops.sum(ops.cast(count, numerator.dtype) * valid))
 
 
 # --------------------------------------------------------------------------- triplet miners
@@ -316,7 +120,7 @@ def semihard_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft
     positive, else the farthest negative (tensorflow-addons' rule); the
     number of positives; the loss's coefficients on `d` (see `_slot_loop`)."""
     sg = ops.stop_gradient(d)
-    big = ops.full_like(sg, _BIG)
+    big = ops.full_like(sg, largest_finite(sg.dtype))
     far_index = ops.cast(ops.argmax(ops.where(rows.neg, sg, -big), axis=1), "int32")
     columns = ops.expand_dims(ops.arange(ops.shape(sg)[1], dtype="int32"), 0)
     last = ops.shape(sg)[1] - 1
@@ -328,7 +132,7 @@ def semihard_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft
         # the first column holding the minimum: two plain reductions are
         # several times faster than one argmin under XLA on CPU
         nearest = ops.min(ops.where(ops.equal(filled, least), columns, last), axis=1)
-        has = least[:, 0] < _BIG
+        has = least[:, 0] < largest_finite(sg.dtype)
         n = ops.where(has, nearest, far_index)
         d_an = ops.take_along_axis(sg, ops.expand_dims(n, 1), axis=1)[:, 0]
         loss, slope = hinge_or_softplus(d_ap - d_an + margin, soft)

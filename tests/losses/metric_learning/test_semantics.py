@@ -1,5 +1,5 @@
 """The package's in-batch metric-learning losses against the independent numpy
-references of tests/losses/metric_references.py (issue 6 spec): values with
+references of tests/losses/metric_learning/references.py (issue 6 spec): values with
 and without sample_weight and chunking, every reduction, the per-sample forms,
 the classic Keras triplet recipe, the edge cases of the uniform valid-anchor
 rule and the argument errors."""
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.backend_utils import to_numpy, value_and_grad
-from tests.losses import metric_references as R
+from tests.losses.metric_learning import references as R
 
 TOL = dict(rtol=1e-5, atol=1e-6)  # float32 package vs float64 reference
 

@@ -1,49 +1,34 @@
-"""Triplet, quadruplet and contrastive losses for learning embeddings.
-
-The in-batch losses take integer labels `y_true` of shape `(B,)` or `(B, 1)`
-and embeddings `y_pred` of shape `(B, D)`, mine their pairs or triplets inside
-the batch with `O(B^2)` memory (`chunk_size` rows at a time when given), and
-return one scalar: the mean over the valid anchors (those with a positive and
-a negative in the batch), each anchor weighted by its `sample_weight`. A batch
-without a valid anchor gives 0 with gradient 0 (see
-`keras_lossplus.losses.mining`).
-
-With `mining="none"`, `TripletLoss` and `QuadrupletLoss` take explicit tuples
-concatenated on the last axis instead (the classic Keras recipe) and behave
-like any per-sample Keras loss.
-"""
+"""Triplet and quadruplet losses with in-batch mining or explicit tuples."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
-import keras
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
-from keras_lossplus.losses.base import BatchLoss, LossPlus, check_choice, check_number, prepare_inputs, register
-from keras_lossplus.losses.mining import (
+from keras_lossplus.losses.base import BatchLoss, LossPlus, register
+from keras_lossplus.losses.options import check_choice
+from keras_lossplus.ops import l2_normalize, largest_finite, masked_min, paired_distances
+from keras_lossplus.losses.metric_learning.distances import check_options
+from keras_lossplus.losses.metric_learning.inputs import check_chunk_size, embedding_inputs, split_columns
+from keras_lossplus.losses.metric_learning.miners import (
     all_triplets,
-    anchor_mean,
-    check_chunk_size,
-    check_options,
-    embedding_inputs,
     hard_triplets,
     hardest,
     hinge_or_softplus,
     mined_loss,
-    per_anchor,
-    safe_ratio,
     semihard_triplets,
-    split_columns,
 )
-from keras_lossplus.ops import l2_normalize, masked_min, paired_distances
+from keras_lossplus.losses.metric_learning.reducers import anchor_mean, safe_ratio
+from keras_lossplus.losses.metric_learning.rows import per_anchor
 
 Tensor = Any
+Alpha = Union[None, float, Sequence[float]]
+
 
 TRIPLET_MINING = ("semihard", "hard", "all", "none")
 QUADRUPLET_MINING = ("hard", "none")
-_BIG = 3.0e38
 
 
 class _EmbeddingLoss(BatchLoss):
@@ -58,7 +43,7 @@ class _EmbeddingLoss(BatchLoss):
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
 
-def _explicit(y_pred: Any, parts: int, layout: str, distance: str, normalize: bool) -> list:
+def _explicit(y_pred: Any, parts: int, layout: str, normalize: bool) -> list:
     columns = split_columns(y_pred, parts, layout)
     return [l2_normalize(c) for c in columns] if normalize else columns
 
@@ -139,7 +124,7 @@ def triplet_loss(
     chunk_size = check_chunk_size(chunk_size)
     shift = 0.0 if soft else float(margin)
     if mining == "none":
-        a, p, n = _explicit(y_pred, 3, "[anchor | positive | negative]", distance, normalize)
+        a, p, n = _explicit(y_pred, 3, "[anchor | positive | negative]", normalize)
         t = paired_distances(a, p, distance) - paired_distances(a, n, distance) + shift
         return _weighted(hinge_or_softplus(t, soft)[0], sample_weight)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
@@ -200,8 +185,16 @@ class TripletLoss(_EmbeddingLoss):
         check_choice("mining", mining, TRIPLET_MINING)
         check_options(distance, margin=margin)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin=float(margin), mining=mining,
-            distance=distance, soft=bool(soft), normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction,
+            cross_replica=cross_replica,
+            name=name,
+            dtype=dtype,
+            margin=float(margin),
+            mining=mining,
+            distance=distance,
+            soft=bool(soft),
+            normalize=bool(normalize),
+            chunk_size=check_chunk_size(chunk_size),
         )
 
 
@@ -214,12 +207,15 @@ def _nearest_other_classes(labels: Tensor, distance: str) -> Any:
 
     def block(rows):
         d = rows.distances(distance)
-        filled = ops.where(rows.neg, ops.stop_gradient(d), ops.full_like(d, _BIG))
+        filled = ops.where(rows.neg, ops.stop_gradient(d), ops.full_like(d, largest_finite(d.dtype)))
         c1 = ops.take(labels, ops.argmin(filled, axis=1))
         third = ops.logical_and(rows.neg, ops.not_equal(ops.expand_dims(labels, 0), ops.expand_dims(c1, 1)))
         return (
-            masked_min(d, rows.neg, axis=1), c1, masked_min(d, third, axis=1),
-            ops.any(rows.neg, axis=1), ops.any(third, axis=1),
+            masked_min(d, rows.neg, axis=1),
+            c1,
+            masked_min(d, third, axis=1),
+            ops.any(rows.neg, axis=1),
+            ops.any(third, axis=1),
         )
 
     return block
@@ -279,7 +275,7 @@ def quadruplet_loss(
     check_options(distance, margin1=margin1, margin2=margin2)
     chunk_size = check_chunk_size(chunk_size)
     if mining == "none":
-        a, p, n1, n2 = _explicit(y_pred, 4, "[anchor | positive | negative1 | negative2]", distance, normalize)
+        a, p, n1, n2 = _explicit(y_pred, 4, "[anchor | positive | negative1 | negative2]", normalize)
         d_ap = paired_distances(a, p, distance)
         loss = ops.relu(d_ap - paired_distances(a, n1, distance) + margin1)
         loss = loss + ops.relu(d_ap - paired_distances(n1, n2, distance) + margin2)
@@ -346,180 +342,14 @@ class QuadrupletLoss(_EmbeddingLoss):
         check_choice("mining", mining, QUADRUPLET_MINING)
         check_options(distance, margin1=margin1, margin2=margin2)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin1=float(margin1), margin2=float(margin2),
-            mining=mining, distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
-        )
-
-
-# --------------------------------------------------------------------------- contrastive
-
-
-def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Tensor:
-    r"""Contrastive loss of pairs given their distance (tensorflow-addons).
-
-    $$\ell = y\, d^2 + (1 - y) \max(m - d, 0)^2$$
-
-    Args:
-        y_true: 1 for a similar pair, 0 for a dissimilar one.
-        y_pred: The pairs' distances, `>= 0`, same shape as `y_true`.
-        margin: Margin `m >= 0`.
-
-    Returns:
-        The loss per pair (element-wise).
-
-    Reference:
-        Hadsell, Chopra & LeCun, "Dimensionality Reduction by Learning an
-        Invariant Mapping", CVPR 2006; tensorflow-addons `contrastive_loss`.
-
-    Examples:
-        >>> keras.ops.convert_to_numpy(contrastive_loss([1.0, 0.0], [0.5, 0.25])).tolist()
-        [0.25, 0.5625]
-    """
-    margin = check_number("margin", margin, low=0.0)
-    y_true, y_pred = prepare_inputs(y_true, y_pred)
-    if len(y_true.shape) == len(y_pred.shape) + 1 and y_true.shape[-1] == 1:
-        y_true = ops.squeeze(y_true, -1)
-    elif len(y_pred.shape) == len(y_true.shape) + 1 and y_pred.shape[-1] == 1:
-        y_pred = ops.squeeze(y_pred, -1)
-    return y_true * ops.square(y_pred) + (1.0 - y_true) * ops.square(ops.relu(margin - y_pred))
-
-
-@register
-class ContrastiveLoss(LossPlus):
-    """Contrastive loss of pairs given their distance.
-
-    See `contrastive_loss`; the same as tensorflow-addons' `ContrastiveLoss`.
-
-    Args:
-        margin: Margin `>= 0`.
-        reduction, name, dtype: As for every `keras.losses.Loss`.
-
-    Reference:
-        Hadsell, Chopra & LeCun, CVPR 2006.
-
-    Examples:
-        >>> round(float(ContrastiveLoss(margin=1.0)([1.0, 0.0], [0.5, 0.25])), 4)
-        0.4062
-    """
-
-    fn = staticmethod(contrastive_loss)
-
-    def __init__(
-        self,
-        margin: float = 1.0,
-        reduction: Optional[str] = "sum_over_batch_size",
-        name: Optional[str] = "contrastive_loss",
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, margin=check_number("margin", margin, low=0.0))
-
-
-@compiled_on_jax
-def batch_contrastive_loss(
-    y_true: Tensor,
-    y_pred: Tensor,
-    pos_margin: float = 0.0,
-    neg_margin: float = 1.0,
-    distance: str = "euclidean",
-    normalize: bool = False,
-    chunk_size: Optional[int] = None,
-    sample_weight: Optional[Tensor] = None,
-) -> Tensor:
-    r"""Contrastive loss over every pair of the batch, pairs defined by labels.
-
-    $$\ell = \operatorname{mean}_{(a,p):\, d_{ap} > m_+} (d_{ap} - m_+)
-      + \operatorname{mean}_{(a,n):\, d_{an} < m_-} (m_- - d_{an})$$
-
-    Each mean runs over the pairs with a non-zero term (pytorch-metric-learning's
-    `ContrastiveLoss` with its default reducer), pairs weighted by their
-    anchor's weight, anchors without a positive or a negative left out.
-
-    Args:
-        y_true: Integer labels `(B,)` or `(B, 1)`.
-        y_pred: Embeddings `(B, D)`.
-        pos_margin: Positive pairs closer than this cost nothing.
-        neg_margin: Negative pairs farther than this cost nothing.
-        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
-        normalize: L2-normalize the embeddings first.
-        chunk_size: Compute the `B x B` work in blocks of this many anchors.
-        sample_weight: Optional `(B,)` weights of the anchors.
-
-    Returns:
-        A scalar.
-
-    Reference:
-        Hadsell, Chopra & LeCun, CVPR 2006; pytorch-metric-learning
-        `ContrastiveLoss`.
-
-    Examples:
-        >>> labels = [0, 0, 1, 1]
-        >>> emb = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]]
-        >>> round(float(batch_contrastive_loss(labels, emb)), 4)
-        1.5
-    """
-    check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
-    chunk_size = check_chunk_size(chunk_size)
-    labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
-
-    def block(rows):
-        d = rows.distances(distance)
-        zeros = ops.zeros_like(d)
-        pos_t, neg_t = d - pos_margin, neg_margin - d
-        pos_on = ops.logical_and(rows.pos, pos_t > 0)
-        neg_on = ops.logical_and(rows.neg, neg_t > 0)
-        return (
-            ops.sum(ops.where(pos_on, pos_t, zeros), axis=1), ops.sum(ops.cast(pos_on, d.dtype), axis=1),
-            ops.sum(ops.where(neg_on, neg_t, zeros), axis=1), ops.sum(ops.cast(neg_on, d.dtype), axis=1),
-            rows.valid,
-        )
-
-    pos_sum, pos_n, neg_sum, neg_n, valid = per_anchor(embeddings, labels, chunk_size, block)
-    return anchor_mean(pos_sum, pos_n, valid, sample_weight) + anchor_mean(neg_sum, neg_n, valid, sample_weight)
-
-
-@register
-class BatchContrastiveLoss(BatchLoss):
-    """Contrastive loss over all in-batch pairs, positives and negatives from
-    the labels.
-
-    See `batch_contrastive_loss`; pytorch-metric-learning's
-    `ContrastiveLoss(pos_margin, neg_margin)` on un-normalized L2 distances.
-
-    Args:
-        pos_margin, neg_margin, distance, normalize, chunk_size: See
-            `batch_contrastive_loss`.
-        cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
-            the global batch, all-gathered from the replicas; `"local"`: each
-            replica's own slice (see `keras_lossplus.losses.BatchLoss`).
-        reduction, name, dtype: As for every `keras.losses.Loss`.
-
-    Reference:
-        Hadsell, Chopra & LeCun, CVPR 2006.
-
-    Examples:
-        >>> loss = BatchContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
-        >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])), 4)
-        1.5
-    """
-
-    fn = staticmethod(batch_contrastive_loss)
-
-    class_labels = True
-
-    def __init__(
-        self,
-        pos_margin: float = 0.0,
-        neg_margin: float = 1.0,
-        distance: str = "euclidean",
-        normalize: bool = False,
-        chunk_size: Optional[int] = None,
-        cross_replica: str = "gather",
-        reduction: Optional[str] = "sum_over_batch_size",
-        name: Optional[str] = "batch_contrastive_loss",
-        dtype: Any = None,
-    ) -> None:
-        check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
-        super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, pos_margin=float(pos_margin), neg_margin=float(neg_margin),
-            distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction,
+            cross_replica=cross_replica,
+            name=name,
+            dtype=dtype,
+            margin1=float(margin1),
+            margin2=float(margin2),
+            mining=mining,
+            distance=distance,
+            normalize=bool(normalize),
+            chunk_size=check_chunk_size(chunk_size),
         )

@@ -1,9 +1,9 @@
 """The whole loss contract (tests/contract.py) for the metric-learning losses,
-against the independent numpy references of tests/losses/metric_references.py.
+against the independent numpy references of tests/losses/metric_learning/references.py.
 
 Peer checks (pytorch-metric-learning, the tensorflow-addons algorithm) are in
-test_metric_learning_peers.py, the edge-case semantics in
-test_metric_learning_semantics.py, which also covers the
+test_peers.py, the edge-case semantics in
+test_semantics.py, which also covers the
 remaining option combinations (soft margins, other distances, chunking)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_lossplus import losses as L
 from tests.contract import LossCase, contract_suite
-from tests.losses import metric_references as R
+from tests.losses.metric_learning import references as R
 
 # four classes of three, one of two and a singleton (an anchor without positive)
 _LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4, 0, 1], dtype="float32")

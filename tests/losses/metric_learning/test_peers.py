@@ -1,4 +1,4 @@
-"""The numpy references of tests/losses/metric_references.py checked against
+"""The numpy references of tests/losses/metric_learning/references.py checked against
 published implementations, and the package's losses checked against the same
 peers.
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.losses import metric_references as R
+from tests.losses.metric_learning import references as R
 
 SEEDS = (0, 1, 2)
 REF_TOL = dict(rtol=1e-9, atol=1e-12)  # float64 reference vs float64 peer

@@ -12,7 +12,7 @@ import pytest
 from keras_lossplus import losses as L
 from tests.backend_utils import to_numpy, value_and_grad
 from tests.contract import LossCase, contract_suite
-from tests.losses import segmentation_references as R
+from tests.losses.segmentation import references as R
 
 B, H, W, C = 4, 3, 4, 3
 IGNORE = 255

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lossplus.losses.base import BatchLoss, LossPlus, check_number, prepare_inputs, register
+from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
+from keras_lossplus.losses.options import check_number
 
 Tensor = Any
 
