@@ -27,11 +27,8 @@ import re
 import statistics
 from pathlib import Path
 
-from report import BACKENDS, DOCS_IMAGES, load, result_files
+from results_io import BACKENDS, DOCS_IMAGES, MEMORY, RESULTS, load, result_files
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-MEMORY = RESULTS / "metric_learning_memory.json"
 GOAL_B, GOAL_SPEEDUP, GOAL_MEMORY, BIG_B, BIG_LIMIT_MIB = 1024, 50.0, 10.0, 8192, 2048.0
 MININGS = ("semihard", "all")
 
@@ -39,7 +36,7 @@ MININGS = ("semihard", "all")
 def timing_runs(files: list = None) -> dict:
     """backend -> list of runs, each {(mining, B, implementation): median ms}.
 
-    `files`: `(backend, medians)` of each result file, medians as `report.load`
+    `files`: `(backend, medians)` of each result file, medians as `results_io.load`
     returns them (default: the files of `report.py --suites metric_learning`)."""
     if files is None:
         files = [(backend, load(path)[0]) for backend in BACKENDS

@@ -70,13 +70,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results"
-MEMORY = RESULTS / "metric_learning_memory.json"
-DOCS_PAGE = ROOT / "docs" / "performance.md"
-DOCS_IMAGES = ROOT / "docs" / "performance"
-BACKENDS = ("jax", "tensorflow", "torch")
+import metric_plot
+from results_io import (BACKENDS, DOCS_IMAGES, DOCS_PAGE, HERE, MEMORY, RESULTS, ROOT, load, result_files,
+                        result_path, suite_file, suites_of)
+
 OURS = "keras_lossplus"
 COMPILED = {"jax": "XLA, `jax.jit`", "tensorflow": "XLA, `jit_compile=True`", "torch": "eager; no XLA"}
 
@@ -103,16 +100,6 @@ TARGETS = {
     ("triplet_semihard B=1024", OURS, "pml"): (1 / 50, BACKENDS),
     ("triplet_all B=1024", OURS, "pml"): (1 / 50, BACKENDS),
 }
-
-
-def suite_file(suite: str) -> Path:
-    return HERE / f"test_bench_{suite}.py"
-
-
-def result_path(backend: str, run: int, suite: str = "") -> Path:
-    """`<backend>[.<suite>][.<run>].json` (no run number for run 0)."""
-    parts = [backend] + ([suite] if suite else []) + ([str(run)] if run else [])
-    return RESULTS / (".".join(parts) + ".json")
 
 
 def run_suite(backend: str, run: int, suites: tuple = (), env: dict = None) -> Path:
@@ -153,54 +140,6 @@ def natural(key) -> tuple:
 
 def is_ours(implementation: str) -> bool:
     return implementation.startswith(OURS)
-
-
-def suites_of(path: Path, backend: str) -> set:
-    """The suites a result file holds on its own (`<backend>.<suite>[.<run>].json`),
-    none for a full run's `<backend>[.<run>].json`."""
-    names = path.name[len(backend) + 1:-len(".json")].split(".")
-    return {s for s in names[0].split("+") if s and not s.isdigit()}
-
-
-def result_files(backends) -> list:
-    """Every result file of the backends, each with the suites (test files)
-    whose results in it are superseded by a suite file of the same backend."""
-    files = []
-    for backend in backends:
-        paths = sorted(RESULTS.glob(f"{backend}.*json"))  # <backend>.json, <backend>.<...>.json
-        rerun = set().union(*(suites_of(p, backend) for p in paths))
-        for path in paths:
-            own = suites_of(path, backend)
-            files.append((path, set() if own else {suite_file(s).name for s in rerun}))
-    return files
-
-
-def load(path: Path, skip: set = frozenset()) -> tuple:
-    """One run's medians in ms per (loss, backend, implementation), the XLA
-    temporaries, what each loss group measures, and the run's context;
-    benchmarks from the test files named in `skip` are left out."""
-    data = json.loads(path.read_text())
-    info = data["machine_info"]
-    context = dict(date=data["datetime"][:10], cpu=info.get("cpu", {}).get("brand_raw", "?"),
-                   cores=info.get("cpu", {}).get("count", "?"), libraries=info.get("libraries", {}),
-                   datetime=data["datetime"], backend=info.get("keras_backend", path.name.split(".")[0]),
-                   device=info.get("device") or {"kind": "cpu", "name": "CPU"},
-                   bench_env=info.get("bench_env") or {}, load_average=info.get("load_average"),
-                   wall_seconds=info.get("wall_seconds"), python=info.get("python_version"),
-                   system=" ".join(x for x in (info.get("system"), info.get("release"),
-                                               info.get("machine")) if x),
-                   commit=data.get("commit_info") or {})
-    rounds, temps, measured = {}, {}, {}
-    for bench in data["benchmarks"]:
-        if bench["fullname"].split("::")[0].rsplit("/", 1)[-1] in skip:
-            continue
-        extra, stats = bench["extra_info"], bench["stats"]
-        key = extra["loss"], extra["backend"], extra["implementation"]
-        rounds.setdefault(key, []).extend(stats.get("data") or [stats["median"]])
-        temps[key] = extra.get("xla_temp_bytes")
-        measured[extra["loss"]] = extra.get("measured", "")
-    medians = {key: statistics.median(v) * 1e3 for key, v in rounds.items()}
-    return medians, temps, measured, context
 
 
 def summarize(runs: list) -> tuple:
@@ -519,8 +458,6 @@ def write_report(files: list, results: Path = RESULTS, page: Path = DOCS_PAGE,
     `results/metric_learning.md`, the PNGs in `images`, the docs page
     `page` (whose image links are relative to it) and, if `readme` is given,
     its latest-report block (`update_readme`). Returns the report's markdown."""
-    import metric_plot  # imports this module: only once it is loaded
-
     loaded = [load(p, skip) for p, skip in files]
     rows, table = summarize([medians for medians, _, _, _ in loaded])
     temps = {k: v for _, t, _, _ in loaded for k, v in t.items()}
