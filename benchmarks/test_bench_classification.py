@@ -40,7 +40,7 @@ FOCAL = {
 }
 
 POLY = {
-    "keras_lossplus": lambda: PolyLoss(epsilon=EPSILON),
+    "keras_lossplus": lambda: PolyLoss(epsilon=EPSILON, from_logits=True),
     "optax": lambda: _optax(
         lambda optax: lambda x, y: optax.losses.poly_loss_cross_entropy(x, y, epsilon=EPSILON)
     ),

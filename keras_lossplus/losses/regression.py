@@ -14,7 +14,7 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_number, to_float_list
+from keras_lossplus.losses.options import Options, check_number, number, number_or_list
 
 Tensor = Any
 Quantiles = Union[float, Sequence[float]]
@@ -31,15 +31,7 @@ __all__ = [
 ]
 
 
-def _check_quantiles(quantiles: Any) -> Union[float, list]:
-    if isinstance(quantiles, (list, tuple)) or hasattr(quantiles, "__array__"):
-        values = to_float_list("quantiles", quantiles)
-        for q in values:
-            check_number("quantiles", q, low=0.0, high=1.0, low_open=True, high_open=True)
-        return values
-    return check_number("quantiles", quantiles, low=0.0, high=1.0, low_open=True, high_open=True)
-
-
+@Options(quantiles=number_or_list(low=0.0, high=1.0, low_open=True, high_open=True))
 def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> Tensor:
     r"""Pinball (quantile) loss, averaged over the last axis.
 
@@ -68,7 +60,6 @@ def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> 
         >>> print(keras.ops.convert_to_numpy(pinball_loss(y_true, y_pred, quantiles=[0.1, 0.5, 0.9])).round(4))
         [0.0333 0.3667]
     """
-    quantiles = _check_quantiles(quantiles)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if isinstance(quantiles, list):
         num = len(quantiles)
@@ -121,9 +112,10 @@ class PinballLoss(LossPlus):
         name: Optional[str] = "pinball_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, quantiles=_check_quantiles(quantiles))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, quantiles=quantiles)
 
 
+@Options(epsilon=number(low=0.0, low_open=True))
 def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> Tensor:
     r"""Charbonnier loss (a smooth L1), averaged over the last axis.
 
@@ -147,7 +139,6 @@ def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> T
         >>> print(keras.ops.convert_to_numpy(charbonnier_loss([[0.0, 3.0]], [[0.0, 0.0]], epsilon=4.0)))
         [4.5]
     """
-    epsilon = check_number("epsilon", epsilon, low=0.0, low_open=True)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     return ops.mean(ops.sqrt(ops.square(y_true - y_pred) + epsilon * epsilon), axis=-1)
 
@@ -182,10 +173,11 @@ class CharbonnierLoss(LossPlus):
     ) -> None:
         super().__init__(
             reduction=reduction, name=name, dtype=dtype,
-            epsilon=check_number("epsilon", epsilon, low=0.0, low_open=True),
+            epsilon=epsilon,
         )
 
 
+@Options(c=number(low=0.0, low_open=True))
 def tukey_biweight_loss(y_true: Tensor, y_pred: Tensor, c: float = 4.685) -> Tensor:
     r"""Tukey's biweight (bisquare) loss, averaged over the last axis.
 
@@ -214,7 +206,6 @@ def tukey_biweight_loss(y_true: Tensor, y_pred: Tensor, c: float = 4.685) -> Ten
         >>> print(keras.ops.convert_to_numpy(tukey_biweight_loss([[0.0, 0.0]], [[1.0, 10.0]], c=2.0)).round(4))
         [0.526]
     """
-    c = check_number("c", c, low=0.0, low_open=True)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     u = ops.minimum(ops.square((y_true - y_pred) / c), 1.0)
     one_minus = 1.0 - u
@@ -251,12 +242,12 @@ class TukeyBiweightLoss(LossPlus):
         dtype: Any = None,
     ) -> None:
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, c=check_number("c", c, low=0.0, low_open=True)
+            reduction=reduction, name=name, dtype=dtype, c=c
         )
 
 
-def _check_alpha(alpha: Any) -> float:
-    alpha = check_number("alpha", alpha, allow_inf=True)
+def _check_alpha(name: str, alpha: Any) -> float:
+    alpha = check_number(name, alpha, allow_inf=True)
     if alpha == math.inf:
         raise ValueError(
             "Argument `alpha` must be a finite number or -inf (+inf gives exp(x^2/2) - 1, which "
@@ -265,6 +256,7 @@ def _check_alpha(alpha: Any) -> float:
     return alpha
 
 
+@Options(alpha=_check_alpha, scale=number(low=0.0, low_open=True))
 def general_adaptive_loss(
     y_true: Tensor, y_pred: Tensor, alpha: float = 1.0, scale: float = 1.0
 ) -> Tensor:
@@ -300,8 +292,6 @@ def general_adaptive_loss(
         >>> print(keras.ops.convert_to_numpy(general_adaptive_loss([[0.0, 0.0]], [[1.0, 2.0]], alpha=2.0)))
         [1.25]
     """
-    alpha = _check_alpha(alpha)
-    scale = check_number("scale", scale, low=0.0, low_open=True)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     sq = ops.square((y_true - y_pred) / scale)
     if alpha == 2.0:
@@ -351,5 +341,5 @@ class GeneralAdaptiveLoss(LossPlus):
     ) -> None:
         super().__init__(
             reduction=reduction, name=name, dtype=dtype,
-            alpha=_check_alpha(alpha), scale=check_number("scale", scale, low=0.0, low_open=True),
+            alpha=alpha, scale=scale,
         )

@@ -8,14 +8,17 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.options import Options, flag, number
 from keras_lossplus.losses.classification.terms import EPSILON
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
 
 
-
+@Options(
+    gamma_pos=number(low=0.0), gamma_neg=number(low=0.0), clip=number(low=0.0, high=1.0, high_open=True),
+    from_logits=flag,
+)
 def asymmetric_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -60,9 +63,6 @@ def asymmetric_loss(
         >>> print(keras.ops.convert_to_numpy(asymmetric_loss(y_true, y_pred)).round(4))
         [0.1706]
     """
-    gamma_pos = check_number("gamma_pos", gamma_pos, low=0.0)
-    gamma_neg = check_number("gamma_neg", gamma_neg, low=0.0)
-    clip = check_number("clip", clip, low=0.0, high=1.0, high_open=True)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if from_logits:
         log_p = ops.log_sigmoid(y_pred)
@@ -136,11 +136,6 @@ class AsymmetricLoss(LossPlus):
         dtype: Any = None,
     ) -> None:
         super().__init__(
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-            gamma_pos=check_number("gamma_pos", gamma_pos, low=0.0),
-            gamma_neg=check_number("gamma_neg", gamma_neg, low=0.0),
-            clip=check_number("clip", clip, low=0.0, high=1.0, high_open=True),
-            from_logits=bool(from_logits),
+            reduction=reduction, name=name, dtype=dtype, gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip,
+            from_logits=from_logits,
         )

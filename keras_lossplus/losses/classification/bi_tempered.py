@@ -15,7 +15,7 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.options import Options, number, positive_int
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any
@@ -103,17 +103,12 @@ def tempered_softmax(activations: Tensor, t: float = 1.0, num_iters: int = 5) ->
     return _exp_t(_shifted_activations(activations, t, num_iters), t)
 
 
-def _check_bi_tempered(t1: Any, t2: Any, label_smoothing: Any, num_iters: Any) -> dict:
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"Argument `num_iters` must be an integer >= 1. Received: num_iters={num_iters!r}")
-    return dict(
-        t1=check_number("t1", t1, low=0.0, high=1.0),
-        t2=check_number("t2", t2, low=0.0, low_open=True),
-        label_smoothing=check_number("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True),
-        num_iters=int(num_iters),
-    )
-
-
+@Options(
+    t1=number(low=0.0, high=1.0),
+    t2=number(low=0.0, low_open=True),
+    label_smoothing=number(low=0.0, high=1.0, high_open=True),
+    num_iters=positive_int,
+)
 def bi_tempered_logistic_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -159,15 +154,13 @@ def bi_tempered_logistic_loss(
         >>> print(keras.ops.convert_to_numpy(bi_tempered_logistic_loss(y_true, logits, t1=1.0, t2=1.0)).round(4))
         [0.4644]
     """
-    opts = _check_bi_tempered(t1, t2, label_smoothing, num_iters)
-    t1, t2, label_smoothing = opts["t1"], opts["t2"], opts["label_smoothing"]
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if label_smoothing > 0.0:
         num_classes = float(y_pred.shape[-1])
         y_true = (1.0 - num_classes / (num_classes - 1.0) * label_smoothing) * y_true + (
             label_smoothing / (num_classes - 1.0)
         )
-    shifted = _shifted_activations(y_pred, t2, opts["num_iters"])
+    shifted = _shifted_activations(y_pred, t2, num_iters)
     probs = _exp_t(shifted, t2)
     if t1 == 1.0:
         log_probs = _log_exp_t(shifted, t2)
@@ -221,5 +214,5 @@ class BiTemperedLogisticLoss(LossPlus):
             reduction=reduction,
             name=name,
             dtype=dtype,
-            **_check_bi_tempered(t1, t2, label_smoothing, num_iters),
+            t1=t1, t2=t2, label_smoothing=label_smoothing, num_iters=num_iters,
         )

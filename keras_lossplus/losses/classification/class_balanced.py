@@ -10,9 +10,45 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.options import Options, number
 
 Tensor = Any
+
+
+def _check_counts(name: str, samples_per_class: Any) -> list:
+    try:
+        counts = np.asarray(samples_per_class, dtype="float64")
+    except (TypeError, ValueError):
+        counts = None
+    if counts is None or counts.ndim != 1 or counts.size < 2 or not np.all(np.isfinite(counts)) or np.any(counts <= 0):
+        raise ValueError(
+            f"Argument `{name}` must be a list of at least 2 positive counts, one "
+            f"per class. Received: {name}={samples_per_class!r}"
+        )
+    return [float(c) for c in counts]
+
+
+def _check_base_loss(name: str, base_loss: Any) -> Any:
+    if isinstance(base_loss, BatchLoss):
+        raise ValueError(
+            f"Argument `{name}` must be a per-sample loss; batch-level losses such as "
+            f"{type(base_loss).__name__} have no per-sample values to weight."
+        )
+    if not callable(base_loss):
+        raise TypeError(
+            f"Argument `{name}` must be a per-sample loss function or `keras.losses.Loss`. "
+            f"Received: {name}={base_loss!r}"
+        )
+    return base_loss
+
+
+_WEIGHT_OPTIONS = dict(samples_per_class=_check_counts, beta=number(low=0.0, high=1.0, high_open=True))
+
+
+def _effective_weights(samples_per_class: Sequence[float], beta: float) -> np.ndarray:
+    counts = np.asarray(samples_per_class, dtype="float64")
+    weights = (1.0 - beta) / (1.0 - np.power(beta, counts))
+    return weights / weights.sum() * len(counts)
 
 
 def class_balanced_weights(samples_per_class: Sequence[float], beta: float = 0.999) -> np.ndarray:
@@ -29,37 +65,8 @@ def class_balanced_weights(samples_per_class: Sequence[float], beta: float = 0.9
         >>> print(class_balanced_weights([900, 100], beta=0.99).round(4))
         [0.776 1.224]
     """
-    counts = _check_counts(samples_per_class)
-    beta = check_number("beta", beta, low=0.0, high=1.0, high_open=True)
-    effective = 1.0 - np.power(beta, counts)
-    weights = (1.0 - beta) / effective
-    return weights / weights.sum() * len(counts)
-
-
-def _check_counts(samples_per_class: Any) -> np.ndarray:
-    try:
-        counts = np.asarray(samples_per_class, dtype="float64")
-    except (TypeError, ValueError):
-        counts = None
-    if counts is None or counts.ndim != 1 or counts.size < 2 or not np.all(np.isfinite(counts)) or np.any(counts <= 0):
-        raise ValueError(
-            "Argument `samples_per_class` must be a list of at least 2 positive counts, one "
-            f"per class. Received: samples_per_class={samples_per_class!r}"
-        )
-    return counts
-
-
-def _check_base_loss(base_loss: Any) -> None:
-    if isinstance(base_loss, BatchLoss):
-        raise ValueError(
-            "Argument `base_loss` must be a per-sample loss; batch-level losses such as "
-            f"{type(base_loss).__name__} have no per-sample values to weight."
-        )
-    if not callable(base_loss):
-        raise TypeError(
-            "Argument `base_loss` must be a per-sample loss function or `keras.losses.Loss`. "
-            f"Received: base_loss={base_loss!r}"
-        )
+    options = Options(**_WEIGHT_OPTIONS).check({"samples_per_class": samples_per_class, "beta": beta})
+    return _effective_weights(**options)
 
 
 def _sample_weights(y_true: Tensor, class_weights: Tensor) -> Tensor:
@@ -78,6 +85,7 @@ def _sample_weights(y_true: Tensor, class_weights: Tensor) -> Tensor:
     return ops.take(class_weights, index)
 
 
+@Options(base_loss=_check_base_loss, **_WEIGHT_OPTIONS)
 def class_balanced_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -118,8 +126,7 @@ def class_balanced_loss(
         >>> print(keras.ops.convert_to_numpy(values).round(4))
         [0.4037 0.0634]
     """
-    weights = class_balanced_weights(samples_per_class, beta)
-    _check_base_loss(base_loss)
+    weights = _effective_weights(samples_per_class, beta)
     fn = base_loss.call if isinstance(base_loss, keras.losses.Loss) else base_loss
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     values = fn(y_true, y_pred)
@@ -155,6 +162,8 @@ class ClassBalancedLoss(LossPlus):
         0.2336
     """
 
+    fn = staticmethod(class_balanced_loss)
+
     def __init__(
         self,
         base_loss: keras.losses.Loss,
@@ -171,14 +180,12 @@ class ClassBalancedLoss(LossPlus):
                 "Argument `base_loss` must be a per-sample `keras.losses.Loss` instance such as "
                 f"`FocalLoss()`. Received: base_loss={base_loss!r}"
             )
-        _check_base_loss(base_loss)
-        counts = [float(c) for c in _check_counts(samples_per_class)]
-        beta = check_number("beta", beta, low=0.0, high=1.0, high_open=True)
-        super().__init__(reduction=reduction, name=name, dtype=dtype, samples_per_class=counts, beta=beta)
+        _check_base_loss("base_loss", base_loss)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, samples_per_class=samples_per_class, beta=beta)
         self.base_loss = base_loss
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return class_balanced_loss(y_true, y_pred, self.base_loss, **self._options)
+        return self._fn(y_true, y_pred, self.base_loss, **self._options)
 
     def get_config(self) -> dict:
         config = super().get_config()

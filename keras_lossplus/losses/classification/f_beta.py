@@ -7,17 +7,17 @@ from typing import Any, Optional, Sequence, Union
 from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, prepare_inputs, register
-from keras_lossplus.losses.options import check_choice, check_number
+from keras_lossplus.losses.options import Options, choice, flag, number
 from keras_lossplus.losses.classification.terms import EPSILON
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
 
 
-
 F_BETA_AVERAGES = ("micro", "macro")
 
 
+@Options(beta=number(low=0.0, low_open=True), from_logits=flag, average=choice(*F_BETA_AVERAGES))
 def f_beta_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -66,8 +66,6 @@ def f_beta_loss(
         >>> round(float(f_beta_loss(y_true, y_pred, beta=1.0)), 4)
         0.2105
     """
-    beta = check_number("beta", beta, low=0.0, low_open=True)
-    check_choice("average", average, F_BETA_AVERAGES)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if from_logits:
         y_pred = ops.sigmoid(y_pred)
@@ -137,13 +135,7 @@ class FBetaLoss(BatchLoss):
         dtype: Any = None,
         cross_replica: str = "gather",
     ) -> None:
-        check_choice("average", average, F_BETA_AVERAGES)
         super().__init__(
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-            cross_replica=cross_replica,
-            beta=check_number("beta", beta, low=0.0, low_open=True),
-            from_logits=bool(from_logits),
-            average=average,
+            reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, beta=beta,
+            from_logits=from_logits, average=average,
         )

@@ -9,14 +9,12 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_choice, check_number, to_float_list
-from keras_lossplus.ops import safe_pow
 from keras_lossplus.losses.classification.terms import sigmoid_terms, smooth_labels, softmax_terms
+from keras_lossplus.losses.options import Options, check_number, choice, flag, number, to_float_list
+from keras_lossplus.ops import safe_pow
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
-
-
 
 FOCAL_MODES = ("binary", "multiclass", "multilabel")
 
@@ -38,6 +36,11 @@ def _check_alpha(alpha: Alpha, mode: str) -> Alpha:
     return values
 
 
+def _joint_alpha(options: dict) -> dict:
+    """`alpha` depends on `mode` (at most 1 unless `"multiclass"`)."""
+    return {**options, "alpha": _check_alpha(options["alpha"], options["mode"])}
+
+
 def _alpha_tensor(alpha: Alpha, num_classes: int, dtype: Any) -> Optional[Tensor]:
     if alpha is None:
         return None
@@ -52,7 +55,13 @@ def _alpha_tensor(alpha: Alpha, num_classes: int, dtype: Any) -> Optional[Tensor
 
 
 
-
+@Options(
+    joint=_joint_alpha,
+    mode=choice(*FOCAL_MODES),
+    gamma=number(low=0.0),
+    from_logits=flag,
+    label_smoothing=number(low=0.0, high=1.0),
+)
 def focal_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -103,10 +112,6 @@ def focal_loss(
         >>> print(keras.ops.convert_to_numpy(focal_loss(y_true, y_pred, gamma=2.0)).round(4))
         [0.0321 1.03  ]
     """
-    check_choice("mode", mode, FOCAL_MODES)
-    gamma = check_number("gamma", gamma, low=0.0)
-    alpha = _check_alpha(alpha, mode)
-    label_smoothing = check_number("label_smoothing", label_smoothing, low=0.0, high=1.0)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     num_classes = y_pred.shape[-1] if len(y_pred.shape) else 1
     alpha = _alpha_tensor(alpha, num_classes, y_pred.dtype)
@@ -177,14 +182,7 @@ class FocalLoss(LossPlus):
         name: Optional[str] = "focal_loss",
         dtype: Any = None,
     ) -> None:
-        check_choice("mode", mode, FOCAL_MODES)
         super().__init__(
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-            gamma=check_number("gamma", gamma, low=0.0),
-            alpha=_check_alpha(alpha, mode),
-            from_logits=bool(from_logits),
-            mode=mode,
-            label_smoothing=check_number("label_smoothing", label_smoothing, low=0.0, high=1.0),
+            reduction=reduction, name=name, dtype=dtype, gamma=gamma, alpha=alpha, from_logits=from_logits,
+            mode=mode, label_smoothing=label_smoothing,
         )

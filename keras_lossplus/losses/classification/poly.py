@@ -8,17 +8,15 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.options import Options, flag, number
 from keras_lossplus.losses.classification.terms import softmax_terms
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
 
 
-
-def poly_loss(
-    y_true: Tensor, y_pred: Tensor, epsilon: float = 1.0, from_logits: bool = True
-) -> Tensor:
+@Options(epsilon=number(low=-1.0), from_logits=flag)
+def poly_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1.0, from_logits: bool = False) -> Tensor:
     r"""Poly-1 loss (Leng et al., 2022): cross-entropy plus `epsilon` times
     the first polynomial term.
 
@@ -29,7 +27,8 @@ def poly_loss(
 
     Args:
         y_true: Target distributions (one-hot or soft), shape `(..., C)`.
-        y_pred: Logits (default) or probabilities with `from_logits=False`.
+        y_pred: Probabilities (default, as for Keras' cross-entropies), or
+            logits with `from_logits=True` (the paper's and optax's form).
         epsilon: Coefficient of `(1 - p_t)`; the paper recommends 1 to 2 for
             classification and -1 for detection. Must be `>= -1`, below
             which the loss is no longer bounded below.
@@ -46,10 +45,9 @@ def poly_loss(
     Examples:
         >>> y_true = [[0.0, 1.0, 0.0]]
         >>> logits = [[1.0, 2.0, 0.5]]
-        >>> print(keras.ops.convert_to_numpy(poly_loss(y_true, logits, epsilon=1.0)).round(4))
+        >>> print(keras.ops.convert_to_numpy(poly_loss(y_true, logits, epsilon=1.0, from_logits=True)).round(4))
         [0.8358]
     """
-    epsilon = check_number("epsilon", epsilon, low=-1.0)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     log_p, p = softmax_terms(y_pred, from_logits)
     ce = -ops.sum(y_true * log_p, axis=-1)
@@ -66,8 +64,8 @@ class PolyLoss(LossPlus):
 
     Args:
         epsilon: Coefficient of the first polynomial term `(1 - p_t)`, `>= -1`.
-        from_logits: Whether `y_pred` holds logits (default `True`, as in the
-            paper and in optax).
+        from_logits: Whether `y_pred` holds logits (default `False`, as for
+            every Keras loss; the paper and optax write it on logits).
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -76,7 +74,7 @@ class PolyLoss(LossPlus):
         https://arxiv.org/abs/2204.12511
 
     Examples:
-        >>> loss = PolyLoss(epsilon=1.0)
+        >>> loss = PolyLoss(epsilon=1.0, from_logits=True)
         >>> round(float(loss([[0.0, 1.0, 0.0]], [[1.0, 2.0, 0.5]])), 4)
         0.8358
     """
@@ -86,15 +84,9 @@ class PolyLoss(LossPlus):
     def __init__(
         self,
         epsilon: float = 1.0,
-        from_logits: bool = True,
+        from_logits: bool = False,
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "poly_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-            epsilon=check_number("epsilon", epsilon, low=-1.0),
-            from_logits=bool(from_logits),
-        )
+        super().__init__(reduction=reduction, name=name, dtype=dtype, epsilon=epsilon, from_logits=from_logits)

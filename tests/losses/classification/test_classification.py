@@ -126,7 +126,7 @@ CASES = [
                {"probs_0_1": (np.eye(3)[[0, 1, 2]], np.eye(3)[[0, 2, 1]])}, "softmax",
                gamma=0.5, mode="multiclass"),
     LossCase(
-        id="poly_logits", cls=L.PolyLoss, fn=L.poly_loss, kwargs={"epsilon": 1.0},
+        id="poly_logits", cls=L.PolyLoss, fn=L.poly_loss, kwargs={"epsilon": 1.0, "from_logits": True},
         reference=_ref(ref_poly, epsilon=1.0), make_inputs=R.one_hot_logits(), edge_inputs=_softmax_edges,
         bad_args=[({"epsilon": -2.0}, "epsilon"), ({"epsilon": "big"}, "epsilon")],
     ),
@@ -226,7 +226,7 @@ def test_focal_from_logits_is_exact_where_keras_clips():
 
 def test_poly_with_zero_epsilon_is_categorical_crossentropy(rng):
     y, x = R.one_hot_logits()(rng)
-    ours = L.PolyLoss(epsilon=0.0)(y, x)
+    ours = L.PolyLoss(epsilon=0.0, from_logits=True)(y, x)
     theirs = keras.losses.CategoricalCrossentropy(from_logits=True)(y, x)
     np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-6)
 
