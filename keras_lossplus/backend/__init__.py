@@ -14,8 +14,6 @@ from typing import Any
 
 import keras
 
-from keras_lossplus.ops import with_gradient_of
-
 
 def _module() -> ModuleType:
     return importlib.import_module(f"keras_lossplus.backend.{keras.backend.backend()}")
@@ -64,29 +62,29 @@ def replica_sum(x: Any) -> Any:
     return _module().replica_sum(x)
 
 
-def replica_losses(local: Any):
-    """`(losses, shares)` from this replica's task losses `local`.
+def task_values(model: Any, state: Any, data: Any, use: Any, differentiable: bool = True):
+    """One forward pass of a multi-task training step:
+    `(y_pred, use(local, penalty, backward), state)`.
 
-    Under `tf.distribute` each replica computes Keras' share of every task
-    loss (its slice's loss / replicas, or the global batch's / replicas for
-    a batch-level loss): the shares add up to the global losses over the
-    replicas. `losses` holds the global values (what the weighting strategy
-    and the logs see) and `shares` the global values / replicas; both carry
-    the gradient of this replica's share, which Keras sums over the replicas.
-    With one replica both are `local`.
-    """
-    replicas = num_replicas()
-    if replicas == 1:
-        return local, local
-    total = replica_sum(local)
-    return with_gradient_of(total, local), with_gradient_of(total / replicas, local)
+    `local` holds this replica's task losses `(T,)` and `penalty` the sum of
+    the `add_loss` terms. `use` runs with the model's state in scope (on
+    JAX, a `StatelessScope` over `state`; the non-trainable values it
+    changes come back in the returned `state`). `backward(weights)` is the
+    gradient (one per trainable variable) of `sum(weights * local) +
+    penalty`; `backward()` is `(task_grads, penalty_grads)`, `task_grads[i]`
+    stacking variable `i`'s `T` task gradients and `penalty_grads` the
+    penalty's gradients (`None` when the model has no `add_loss` term).
+    With `differentiable=False`, `backward` is `None` and nothing is
+    recorded for a backward pass. `state` is the JAX state tuple of
+    `Model.train_step`, `None` on TensorFlow and torch."""
+    return _module().task_values(model, state, data, use, differentiable)
 
 
-def multi_task_train_step(model: Any, *args: Any) -> Any:
-    """The training step of a `MultiOutputModel` whose weighting strategy
-    needs per-task gradients or the losses after the step: `(data)` on
-    TensorFlow and torch, `(state, data)` on JAX, like `Model.train_step`."""
-    return _module().multi_task_train_step(model, *args)
+def apply_gradients(model: Any, state: Any, grads: list, then: Any):
+    """The optimizer step of a multi-task training step with `grads` (one
+    per trainable variable), then `then()` with the updated variables and
+    the metrics in scope: `(then(), state)`."""
+    return _module().apply_gradients(model, state, grads, then)
 
 
 def compiled_on_jax(fn: Any) -> Any:

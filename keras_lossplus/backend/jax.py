@@ -36,15 +36,25 @@ def _current(scope: Any, variables: Any, values: Any) -> list:
     return out
 
 
-def multi_task_train_step(model: Any, state: Any, data: Any) -> Any:
-    """Stateless training step: one forward pass, then either one backward
-    pass per task (`jax.vmap` over the VJP with one-hot cotangents) combined
-    by the strategy, or one VJP with the strategy's weights as cotangent;
-    then the optimizer step and, if asked, the losses again on the batch."""
+def _backward(vjp: Any, values: Any, has_penalty: bool, weights: Any = None) -> Any:
+    """The VJP with the weights (and 1 for the penalty) as cotangent, or,
+    without weights, `jax.vmap` over it with one-hot cotangents: one
+    backward pass per task (and the penalty's, if any)."""
+    num_tasks = values.shape[0] - 1
+    if weights is not None:
+        (grads,) = vjp(jnp.concatenate([weights, jnp.ones((1,), values.dtype)]).astype(values.dtype))
+        return grads
+    rows = jnp.eye(num_tasks + 1, dtype=values.dtype)[: num_tasks + int(has_penalty)]
+    (grads,) = jax.vmap(vjp)(rows)
+    return [g[:num_tasks] for g in grads], ([g[num_tasks] for g in grads] if has_penalty else None)
+
+
+def task_values(model: Any, state: Any, data: Any, use: Any, differentiable: bool = True) -> Any:
+    """Stateless: the forward pass (under `jax.vjp` when `differentiable`)
+    on `state`'s values, then `use` in a `StatelessScope` over the
+    trainable and the new non-trainable values."""
     trainable, non_trainable, optimizer_vars, metrics_vars = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    strategy = model.loss_weighting
-    num_tasks = len(model._klp_task_names)
     has_penalty = []
     kwargs = {"training": True} if model._call_has_training_arg else {}
 
@@ -56,33 +66,27 @@ def multi_task_train_step(model: Any, state: Any, data: Any) -> Any:
         values = jnp.concatenate([model.task_losses(y, y_pred, sample_weight), model.penalty_total(extra)[None]])
         return values, (y_pred, non_train_values)
 
-    values, vjp, (y_pred, non_trainable) = jax.vjp(lambda t: forward(t, non_trainable), trainable, has_aux=True)
-    losses, penalty = values[:num_tasks], values[num_tasks]
+    if differentiable:
+        values, vjp, (y_pred, non_trainable) = jax.vjp(lambda t: forward(t, non_trainable), trainable, has_aux=True)
+        backward = functools.partial(_backward, vjp, values, has_penalty[0])
+    else:
+        values, (y_pred, non_trainable) = forward(trainable, non_trainable)
+        backward = None
     with _scoped(model, trainable, non_trainable) as scope:
-        if strategy.uses_task_gradients:
-            rows = jnp.eye(num_tasks + 1, dtype=values.dtype)[: num_tasks + int(has_penalty[0])]
-            (grads,) = jax.vmap(vjp)(rows)
-            penalty_grads = [g[num_tasks] for g in grads] if has_penalty[0] else None
-            grads, weights = model.combine_gradients(
-                model.trainable_variables, [g[:num_tasks] for g in grads], losses, penalty_grads
-            )
-        else:
-            weights, _ = strategy.loss_weights(losses)
-            (grads,) = vjp(jnp.concatenate([weights, jnp.ones((1,), values.dtype)]).astype(values.dtype))
+        out = use(values[:-1], values[-1], backward)
     non_trainable = _current(scope, model.non_trainable_variables, non_trainable)
+    return y_pred, out, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+
+def apply_gradients(model: Any, state: Any, grads: list, then: Any) -> Any:
+    """Stateless: `optimizer.stateless_apply`, then `then` in a
+    `StatelessScope` that also holds the metrics' values."""
+    trainable, non_trainable, optimizer_vars, metrics_vars = state
     trainable, optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
-
     with _scoped(model, trainable, non_trainable, metrics_vars) as scope:
-        model.record_step(x, losses, weights, penalty)  # before the re-evaluation overwrites penalty values
-        logs = model.compute_metrics(x, y, y_pred, sample_weight)
+        out = then()
     metrics_vars = _current(scope, model.metrics_variables, metrics_vars)
-
-    if strategy.needs_post_step_losses:
-        new_values, (_, non_trainable) = forward(trainable, non_trainable)
-        with _scoped(model, trainable, non_trainable) as scope:
-            strategy.after_step(losses, new_values[:num_tasks])
-        non_trainable = _current(scope, model.non_trainable_variables, non_trainable)
-    return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+    return out, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
 
 _TENSORS = ("y_true", "y_pred", "sample_weight")

@@ -1,5 +1,7 @@
 """TensorFlow specifics."""
 
+import contextlib
+import functools
 from typing import Any
 
 import keras
@@ -82,51 +84,39 @@ def gather_replicas(tensors: list) -> Any:
     return out, replicas
 
 
-def multi_task_train_step(model: Any, data: Any) -> Any:
-    """One forward pass under a persistent tape, then one backward pass per
-    task combined by the strategy (or one weighted backward pass), the
-    optimizer step and, if asked, the losses again on the same batch.
-
-    Under `tf.distribute` the strategy sees the global losses and, for
-    gradient-level strategies, the task gradients summed over the replicas;
-    each replica then applies its share (1 / replicas) of the combined
-    gradient, which Keras' optimizer sums over the replicas."""
-    from keras_lossplus.backend import replica_losses  # the backend-neutral half
-
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    strategy = model.loss_weighting
-    replicas = num_replicas()
-
-    with tf.GradientTape(persistent=True) as tape:
-        y_pred = model(x, training=True)
-        local = model.task_losses(y, y_pred, sample_weight)
-        losses, shares = replica_losses(local)
-        penalty = model.penalty_total()
-        task_terms = [local[k] for k in range(local.shape[0])]  # sliced under the tape
-        if not strategy.uses_task_gradients:
-            weights, _ = strategy.loss_weights(losses)
-            objective = tf.reduce_sum(tf.stop_gradient(weights) * shares) + penalty
+def _backward(model: Any, tape: Any, local: Any, terms: list, penalty: Any, weights: Any = None) -> Any:
+    """Gradients from the persistent tape: of each task's term (and the
+    penalty, if any), or of the weighted sum (recorded on the same tape)."""
     variables = model.trainable_variables  # after the forward pass, which builds a subclassed model
 
     def grad(target: Any) -> list:
         grads = tape.gradient(target, variables)
         return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
 
-    if strategy.uses_task_gradients:
-        per_task = replica_sum([grad(term) for term in task_terms])  # global task gradients
-        task_grads = [tf.stack([g[i] for g in per_task]) for i in range(len(variables))]
-        penalty_grads = replica_sum(grad(penalty)) if model.losses else None
-        grads, weights = model.combine_gradients(variables, task_grads, tf.stop_gradient(losses), penalty_grads)
-        if replicas > 1:
-            grads = [g / tf.cast(replicas, g.dtype) for g in grads]
-    else:
-        grads = grad(objective)
-    del tape
-    model.optimizer.apply_gradients(zip(grads, variables))
-    # logged before the re-evaluation overwrites the penalty values
-    model.record_step(x, tf.stop_gradient(losses), weights, replica_sum(penalty))
-    logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-    if strategy.needs_post_step_losses:
-        new_losses = replica_losses(model.task_losses(y, model(x, training=True), sample_weight))[0]
-        strategy.after_step(tf.stop_gradient(losses), tf.stop_gradient(new_losses))
-    return logs
+    if weights is not None:
+        with tape:  # records again
+            objective = tf.reduce_sum(weights * local) + penalty
+        return grad(objective)
+    per_task = [grad(term) for term in terms]
+    task_grads = [tf.stack([g[i] for g in per_task]) for i in range(len(variables))]
+    return task_grads, (grad(penalty) if model.losses else None)
+
+
+def task_values(model: Any, state: Any, data: Any, use: Any, differentiable: bool = True) -> Any:
+    """The forward pass, under a persistent `GradientTape` when
+    `differentiable`, then `use` (outside the tape)."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    with tf.GradientTape(persistent=True) if differentiable else contextlib.nullcontext() as tape:
+        y_pred = model(x, training=True)
+        local = model.task_losses(y, y_pred, sample_weight)
+        penalty = model.penalty_total()
+        terms = [local[k] for k in range(local.shape[0])] if differentiable else None  # sliced under the tape
+    backward = functools.partial(_backward, model, tape, local, terms, penalty) if differentiable else None
+    return y_pred, use(local, penalty, backward), state
+
+
+def apply_gradients(model: Any, state: Any, grads: list, then: Any) -> Any:
+    """`optimizer.apply_gradients` (which sums the replicas' gradients
+    under `tf.distribute`), then `then`."""
+    model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return then(), state

@@ -1,5 +1,7 @@
 """PyTorch specifics."""
 
+import contextlib
+import functools
 from typing import Any
 
 import keras
@@ -31,36 +33,38 @@ def gather_replicas(tensors: list) -> Any:
     return None
 
 
-def multi_task_train_step(model: Any, data: Any) -> Any:
-    """One forward pass, then one `torch.autograd.grad` per task combined by
-    the strategy (or one weighted backward pass), the optimizer step and,
-    if asked, the losses again on the same batch."""
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    strategy = model.loss_weighting
-    y_pred = model(x, training=True)
-    model.zero_grad()
-    losses = model.task_losses(y, y_pred, sample_weight)
-    penalty = model.penalty_total()
-    variables = model.trainable_weights[:]
-    params = [v.value for v in variables]
+def _backward(model: Any, losses: Any, penalty: Any, weights: Any = None) -> Any:
+    """`torch.autograd.grad` of each task's loss (and the penalty, if any),
+    or of the weighted sum."""
+    params = [v.value for v in model.trainable_weights]
 
     def grad(target: Any) -> list:
         grads = torch.autograd.grad(target, params, retain_graph=True, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
-    if strategy.uses_task_gradients:
-        per_task = [grad(losses[k]) for k in range(losses.shape[0])]
-        task_grads = [torch.stack([g[i] for g in per_task]) for i in range(len(params))]
-        penalty_grads = grad(penalty) if model.losses else None
-        grads, weights = model.combine_gradients(variables, task_grads, losses.detach(), penalty_grads)
-    else:
-        weights, _ = strategy.loss_weights(losses)
-        grads = grad(torch.sum(weights.detach() * losses) + penalty)
+    if weights is not None:
+        return grad(torch.sum(weights * losses) + penalty)
+    per_task = [grad(losses[k]) for k in range(losses.shape[0])]
+    task_grads = [torch.stack([g[i] for g in per_task]) for i in range(len(params))]
+    return task_grads, (grad(penalty) if model.losses else None)
+
+
+def task_values(model: Any, state: Any, data: Any, use: Any, differentiable: bool = True) -> Any:
+    """The forward pass and `use`, under `torch.no_grad` unless
+    `differentiable`."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    with contextlib.nullcontext() if differentiable else torch.no_grad():
+        y_pred = model(x, training=True)
+        if differentiable:
+            model.zero_grad()
+        losses = model.task_losses(y, y_pred, sample_weight)
+        penalty = model.penalty_total()
+        backward = functools.partial(_backward, model, losses, penalty) if differentiable else None
+        return y_pred, use(losses, penalty, backward), state
+
+
+def apply_gradients(model: Any, state: Any, grads: list, then: Any) -> Any:
+    """`optimizer.apply` under `torch.no_grad`, then `then`."""
     with torch.no_grad():
-        model.optimizer.apply(grads, variables)
-        model.record_step(x, losses.detach(), weights.detach(), penalty.detach())  # before the re-evaluation
-    logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-    if strategy.needs_post_step_losses:
-        with torch.no_grad():
-            strategy.after_step(losses.detach(), model.task_losses(y, model(x, training=True), sample_weight))
-    return logs
+        model.optimizer.apply(grads, model.trainable_weights[:])
+    return then(), state

@@ -1,7 +1,8 @@
 """Backend-neutral half of gradient-level weighting: which variables the
 tasks share, and turning per-task gradients into one gradient per variable.
-The backend-specific half (one backward pass per task inside a custom
-`train_step`) is `multi_task_train_step` in `keras_lossplus/backend/`."""
+The training step that computes the per-task gradients is
+`keras_lossplus.multi_output.train_step`; its one backend-specific piece
+(one backward pass per task) is `task_values` in `keras_lossplus/backend/`."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ from keras import ops, tree
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.layers.logging import _attach_metrics, _update_metrics
 from keras_lossplus.losses.base import with_keras_mask
-from keras_lossplus.losses.output_loss import labelled_loss, split_labels
 from keras_lossplus.multi_output import weighting as weighting_module
 from keras_lossplus.multi_output.gradients import combine_task_gradients, shared_flags, task_variable_ids
+from keras_lossplus.multi_output.output_loss import labelled_loss, split_labels
 from keras_lossplus.multi_output.targets import (
     model_output_names,
     per_output,
@@ -21,6 +21,7 @@ from keras_lossplus.multi_output.targets import (
     resolve_losses,
     resolve_weights,
 )
+from keras_lossplus.multi_output.train_step import multi_task_train_step, replica_losses
 
 _EXTRA_COMPILE_ARGS = ("loss", "loss_weights", "weighting", "ignore_value")
 
@@ -207,7 +208,7 @@ class MultiOutputTraining:
         return total
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        losses, shares = klp_backend.replica_losses(self.task_losses(y, y_pred, sample_weight))
+        losses, shares = replica_losses(self.task_losses(y, y_pred, sample_weight))
         weights, regularizer = self.loss_weighting.loss_weights(losses, training=training)
         self.log_terms(x, losses, weights)
         return ops.sum(weights * shares) + regularizer / klp_backend.num_replicas() + self.penalty_total()
@@ -217,13 +218,13 @@ class MultiOutputTraining:
     def train_step(self, *args: Any):
         strategy = self.loss_weighting
         if strategy.uses_task_gradients or strategy.needs_post_step_losses:
-            return klp_backend.multi_task_train_step(self, *args)
+            return multi_task_train_step(self, *args)
         return super().train_step(*args)
 
     def combine_gradients(self, variables: List[Any], task_grads: List[Any], losses: Any, penalty_grads=None):
         """Final gradients (one per variable) and the weights to log, from
         per-task gradients (`task_grads[i]` stacks variable `i`'s `T` task
-        gradients); used by the backend training steps."""
+        gradients); used by the multi-task training step."""
         shared = shared_flags(variables, self._klp_task_ids)
         return combine_task_gradients(self.loss_weighting, task_grads, shared, losses, penalty_grads)
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import keras
 
 from keras_lossplus.losses.options import check_number
-from keras_lossplus.losses.output_loss import resolve_loss
+from keras_lossplus.multi_output.output_loss import resolve_loss
 
 
 def model_output_names(model: keras.Model) -> Optional[List[str]]:

@@ -118,7 +118,7 @@ def test_nan_targets_leave_only_that_output(rng):
 
 def test_batch_level_loss_with_missing_labels_is_that_of_the_labelled_samples(rng):
     # a batch-level loss applies the labelled mask in its own formula: no further rescaling
-    from keras_lossplus.losses.output_loss import labelled_loss
+    from keras_lossplus.multi_output.output_loss import labelled_loss
 
     y = (rng.uniform(size=(12, 1)) > 0.5).astype("float32")
     pred = rng.uniform(0.05, 0.95, size=(12, 1)).astype("float32")
