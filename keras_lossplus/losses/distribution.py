@@ -30,7 +30,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_choice, check_number, to_float_list
+from keras_lossplus.losses.options import Options, choice, flag, number, number_or_list
 from keras_lossplus.ops import pairwise_distances, safe_pow
 
 Tensor = Any
@@ -60,13 +60,8 @@ _LOG_ZERO = -1e30
 # --------------------------------------------------------------------------- shared pieces
 
 
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Argument `{name}` must be a bool (True or False). Received: {name}={value!r}")
-    return value
-
-
-def _check_positive_int(name: str, value: Any) -> int:
+def _positive_int(name: str, value: Any) -> int:
+    """An integer `>= 1` (`TypeError` for a non-integer, `ValueError` below 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"Argument `{name}` must be a positive integer. Received: {name}={value!r}")
     if int(value) < 1:
@@ -130,6 +125,7 @@ def _weighted_mean(matrix: Tensor, wa: Tensor, wb: Tensor, off_diagonal: bool = 
 # --------------------------------------------------------------------------- Jensen-Shannon
 
 
+@Options(from_logits=flag)
 @compiled_on_jax
 def jensen_shannon_divergence(y_true: Tensor, y_pred: Tensor, from_logits: bool = False) -> Tensor:
     r"""Jensen-Shannon divergence between two probability vectors per sample.
@@ -163,7 +159,6 @@ def jensen_shannon_divergence(y_true: Tensor, y_pred: Tensor, from_logits: bool 
         >>> print(keras.ops.convert_to_numpy(js).round(4))
         [0.6931 0.    ]
     """
-    _check_bool("from_logits", from_logits)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if from_logits:
         y_pred = ops.softmax(y_pred, axis=-1)
@@ -204,21 +199,10 @@ class JensenShannonDivergence(LossPlus):
         name: Optional[str] = "jensen_shannon_divergence",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            reduction=reduction, name=name, dtype=dtype, from_logits=_check_bool("from_logits", from_logits)
-        )
+        super().__init__(reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
 
 # --------------------------------------------------------------------------- MMD
-
-
-def _check_bandwidth(bandwidth: Any) -> Union[float, list]:
-    if isinstance(bandwidth, (list, tuple)) or hasattr(bandwidth, "__array__"):
-        values = to_float_list("bandwidth", bandwidth)
-        for s in values:
-            check_number("bandwidth", s, low=0.0, low_open=True)
-        return values
-    return check_number("bandwidth", bandwidth, low=0.0, low_open=True)
 
 
 @compiled_on_jax
@@ -239,6 +223,7 @@ def _mmd(y_true: Tensor, y_pred: Tensor, bandwidth: tuple, sample_weight: Option
     return ops.where(valid, value, ops.zeros_like(value))
 
 
+@Options(bandwidth=number_or_list(low=0.0, low_open=True))
 def mmd_loss(
     y_true: Tensor, y_pred: Tensor, bandwidth: Bandwidth = 1.0, sample_weight: Optional[Tensor] = None
 ) -> Tensor:
@@ -285,7 +270,6 @@ def mmd_loss(
         >>> round(float(mmd_loss(x, [[0.5], [1.5], [2.5]], bandwidth=1.0)), 4)  # close: can be < 0
         -0.3078
     """
-    bandwidth = _check_bandwidth(bandwidth)
     widths = tuple(bandwidth) if isinstance(bandwidth, list) else (bandwidth,)
     return _mmd(y_true, y_pred, bandwidth=widths, sample_weight=sample_weight)
 
@@ -326,7 +310,7 @@ class MMDLoss(BatchLoss):
         dtype: Any = None,
         cross_replica: str = "gather",
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, bandwidth=_check_bandwidth(bandwidth))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, bandwidth=bandwidth)
 
 
 # --------------------------------------------------------------------------- Sinkhorn
@@ -394,16 +378,7 @@ def _sinkhorn(
     return ops.where(valid, value, ops.zeros_like(value))
 
 
-def _check_sinkhorn(epsilon: Any, max_iter: Any, cost: Any, debias: Any) -> tuple:
-    check_choice("cost", cost, SINKHORN_COSTS)
-    return (
-        check_number("epsilon", epsilon, low=0.0, low_open=True),
-        _check_positive_int("max_iter", max_iter),
-        cost,
-        _check_bool("debias", debias),
-    )
-
-
+@Options(cost=choice(*SINKHORN_COSTS), epsilon=number(low=0.0, low_open=True), max_iter=_positive_int, debias=flag)
 def sinkhorn_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -466,8 +441,7 @@ def sinkhorn_loss(
         >>> round(float(sinkhorn_loss(x, y, epsilon=0.01)), 4)
         1.0
     """
-    options = _check_sinkhorn(epsilon, max_iter, cost, debias)
-    return _sinkhorn(y_true, y_pred, *options, sample_weight=sample_weight)
+    return _sinkhorn(y_true, y_pred, epsilon, max_iter, cost, debias, sample_weight=sample_weight)
 
 
 @register
@@ -512,7 +486,6 @@ class SinkhornLoss(BatchLoss):
         dtype: Any = None,
         cross_replica: str = "gather",
     ) -> None:
-        epsilon, max_iter, cost, debias = _check_sinkhorn(epsilon, max_iter, cost, debias)
         super().__init__(
             reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica,
             epsilon=epsilon, max_iter=max_iter, cost=cost, debias=debias,
@@ -522,17 +495,17 @@ class SinkhornLoss(BatchLoss):
 # --------------------------------------------------------------------------- 1-D Wasserstein
 
 
-def _check_wasserstein(p: Any, mode: Any) -> float:
-    check_choice("mode", mode, WASSERSTEIN_MODES)
-    p = check_number("p", p, low=1.0)
-    if mode == "histogram" and p != 1.0:
+def _histogram_order(options: dict) -> dict:
+    """`p` must be 1 with `mode="histogram"`."""
+    if options["mode"] == "histogram" and options["p"] != 1.0:
         raise ValueError(
             'Argument `p` must be 1 with mode="histogram" (the CDF form gives W1 only). '
-            f"Received: p={p!r}"
+            f"Received: p={options['p']!r}"
         )
-    return p
+    return options
 
 
+@Options(mode=choice(*WASSERSTEIN_MODES), p=number(low=1.0), joint=_histogram_order)
 @compiled_on_jax
 def wasserstein_1d_loss(y_true: Tensor, y_pred: Tensor, p: float = 1, mode: str = "samples") -> Tensor:
     r"""Wasserstein distance between two 1-D distributions per sample
@@ -579,7 +552,6 @@ def wasserstein_1d_loss(y_true: Tensor, y_pred: Tensor, p: float = 1, mode: str 
         >>> print(keras.ops.convert_to_numpy(w).round(4))
         [2.]
     """
-    p = _check_wasserstein(p, mode)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     same_rank = len(y_true.shape) == len(y_pred.shape) >= 1
     n_true, n_pred = (y_true.shape[-1], y_pred.shape[-1]) if same_rank else (None, None)
@@ -636,7 +608,6 @@ class Wasserstein1DLoss(LossPlus):
         name: Optional[str] = "wasserstein_1d_loss",
         dtype: Any = None,
     ) -> None:
-        p = _check_wasserstein(p, mode)
         super().__init__(reduction=reduction, name=name, dtype=dtype, p=p, mode=mode)
 
 

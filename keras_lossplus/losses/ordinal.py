@@ -27,7 +27,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax, is_concrete
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_choice, check_float_predictions, check_number, to_float_list
+from keras_lossplus.losses.options import Options, check_float_predictions, choice, flag, float_list, number, optional
 
 Tensor = Any
 
@@ -100,15 +100,7 @@ def _binary_terms(logits: Tensor, targets: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- CORAL
 
 
-def _check_importance_weights(importance_weights: Any) -> Optional[list]:
-    if importance_weights is None:
-        return None
-    values = to_float_list("importance_weights", importance_weights)
-    for v in values:
-        check_number("importance_weights", v, low=0.0)
-    return values
-
-
+@Options(importance_weights=optional(float_list(low=0.0)))
 def coral_loss(y_true: Tensor, y_pred: Tensor, importance_weights: Optional[Sequence[float]] = None) -> Tensor:
     r"""CORAL loss per sample: `K - 1` binary cross-entropies, one per
     threshold `y > k`, on logits that share their weights.
@@ -143,7 +135,6 @@ def coral_loss(y_true: Tensor, y_pred: Tensor, importance_weights: Optional[Sequ
         >>> print(keras.ops.convert_to_numpy(coral_loss(y_true, logits)).round(4))
         [0.537  0.8951 0.6441]
     """
-    importance_weights = _check_importance_weights(importance_weights)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     num_thresholds = _check_logits(y_pred, "CORAL")
     ranks = _rank_labels(y_true, tuple(y_pred.shape), num_thresholds + 1)
@@ -201,7 +192,7 @@ class CoralLoss(LossPlus):
     ) -> None:
         super().__init__(
             reduction=reduction, name=name, dtype=dtype,
-            importance_weights=_check_importance_weights(importance_weights),
+            importance_weights=importance_weights,
         )
 
 
@@ -364,17 +355,20 @@ def corn_rank(logits: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- weighted kappa
 
 
+def class_count(name: str, value: Any) -> int:
+    """A number of classes: an integer `>= 2`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+        raise ValueError(f"Argument `{name}` must be an integer >= 2. Received: {name}={value!r}")
+    return int(value)
+
+
 def check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"Argument `num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
-    return int(num_classes)
+    """`num_classes` checked by `class_count` (for `keras_lossplus.layers.CoralOutput`)."""
+    return class_count("num_classes", num_classes)
 
 
-def _check_kappa_options(weightage: Any, epsilon: Any) -> float:
-    check_choice("weightage", weightage, KAPPA_WEIGHTAGES)
-    return check_number("epsilon", epsilon, low=0.0, low_open=True)
-
-
+@Options(weightage=choice(*KAPPA_WEIGHTAGES), epsilon=number(low=0.0, low_open=True),
+         num_classes=optional(class_count), from_logits=flag)
 def weighted_kappa_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -426,7 +420,6 @@ def weighted_kappa_loss(
         >>> round(float(weighted_kappa_loss(y_true, y_pred, num_classes=4)), 4)
         -1.1612
     """
-    epsilon = _check_kappa_options(weightage, epsilon)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if len(y_pred.shape) != 2 or y_pred.shape[-1] is None:
         raise ValueError(
@@ -434,7 +427,7 @@ def weighted_kappa_loss(
             f"Received: y_pred.shape={tuple(y_pred.shape)}"
         )
     size = int(y_pred.shape[-1])
-    num_classes = size if num_classes is None else check_num_classes(num_classes)
+    num_classes = size if num_classes is None else num_classes
     if size != num_classes:
         raise ValueError(
             f"`y_pred` must have num_classes={num_classes} columns. Received: y_pred.shape={tuple(y_pred.shape)}"
@@ -446,7 +439,7 @@ def weighted_kappa_loss(
         labels = _rank_labels(y_true, tuple(y_pred.shape), num_classes)
         # a comparison, not ops.one_hot: an out-of-range class gives a zero row on every backend
         one_hot = ops.cast(ops.equal(ops.expand_dims(labels, -1), classes), y_pred.dtype)
-    return _kappa_value(one_hot, y_pred, sample_weight, weightage, epsilon, bool(from_logits))
+    return _kappa_value(one_hot, y_pred, sample_weight, weightage, epsilon, from_logits)
 
 
 @compiled_on_jax
@@ -532,8 +525,9 @@ class WeightedKappaLoss(BatchLoss):
         dtype: Any = None,
         cross_replica: str = "gather",
     ) -> None:
-        epsilon = _check_kappa_options(weightage, epsilon)
+        if num_classes is None:  # the function may infer it from `y_pred` (its spec lets None through); the class may not
+            class_count("num_classes", num_classes)  # raises, naming the argument
         super().__init__(
-            reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, num_classes=check_num_classes(num_classes),
-            weightage=weightage, epsilon=epsilon, from_logits=bool(from_logits),
+            reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, num_classes=num_classes,
+            weightage=weightage, epsilon=epsilon, from_logits=from_logits,
         )

@@ -36,7 +36,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_choice, check_number
+from keras_lossplus.losses.options import Options, choice, number, optional
 from keras_lossplus.ops import largest_finite, masked_logsumexp
 
 Tensor = Any
@@ -68,8 +68,8 @@ _FILL = -1.0e30
 # --------------------------------------------------------------------------- shared pieces
 
 
-def _check_mask_value(mask_value: Any) -> Optional[float]:
-    return None if mask_value is None else check_number("mask_value", mask_value)
+_MASK_VALUE = optional(number())
+"""The label of padded items (any finite number), or `None`."""
 
 
 def _check_list_shapes(y_true: Tensor, y_pred: Tensor) -> None:
@@ -185,6 +185,7 @@ def _reverse_cumulative_logsumexp(x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- pairwise
 
 
+@Options(mask_value=_MASK_VALUE)
 @compiled_on_jax
 def pairwise_logistic_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -1.0) -> Tensor:
     r"""Pairwise logistic (RankNet) loss per query.
@@ -212,7 +213,6 @@ def pairwise_logistic_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[
         >>> print(keras.ops.convert_to_numpy(pairwise_logistic_loss(y_true, y_pred)).round(4))
         [0.5871]
     """
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     terms = ops.softplus(-_score_differences(scores))
     return _mean_over_pairs(terms, _preferred_pairs(labels, valid))
@@ -249,13 +249,10 @@ class PairwiseLogisticLoss(LossPlus):
         name: Optional[str] = "pairwise_logistic_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=_check_mask_value(mask_value))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=mask_value)
 
 
-def _check_margin(margin: Any) -> float:
-    return check_number("margin", margin, low=0.0)
-
-
+@Options(margin=number(low=0.0), mask_value=_MASK_VALUE)
 @compiled_on_jax
 def pairwise_hinge_loss(
     y_true: Tensor, y_pred: Tensor, margin: float = 1.0, mask_value: Optional[float] = -1.0
@@ -288,8 +285,6 @@ def pairwise_hinge_loss(
         >>> print(keras.ops.convert_to_numpy(pairwise_hinge_loss(y_true, y_pred)).round(4))
         [0.6667]
     """
-    margin = _check_margin(margin)
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     terms = ops.relu(margin - _score_differences(scores))
     return _mean_over_pairs(terms, _preferred_pairs(labels, valid))
@@ -326,15 +321,13 @@ class PairwiseHingeLoss(LossPlus):
         name: Optional[str] = "pairwise_hinge_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            reduction=reduction, name=name, dtype=dtype,
-            margin=_check_margin(margin), mask_value=_check_mask_value(mask_value),
-        )
+        super().__init__(reduction=reduction, name=name, dtype=dtype, margin=margin, mask_value=mask_value)
 
 
 # --------------------------------------------------------------------------- listwise
 
 
+@Options(mask_value=_MASK_VALUE)
 @compiled_on_jax
 def listnet_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -1.0) -> Tensor:
     r"""ListNet loss (top-one probabilities) per query.
@@ -367,7 +360,6 @@ def listnet_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -
         >>> print(keras.ops.convert_to_numpy(listnet_loss(y_true, y_pred)).round(4))
         [0.97]
     """
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     log_p = scores - masked_logsumexp(scores, valid, axis=-1, keepdims=True)
     log_target = labels - masked_logsumexp(labels, valid, axis=-1, keepdims=True)
@@ -406,9 +398,10 @@ class ListNetLoss(LossPlus):
         name: Optional[str] = "listnet_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=_check_mask_value(mask_value))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=mask_value)
 
 
+@Options(mask_value=_MASK_VALUE)
 @compiled_on_jax
 def listmle_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -1.0) -> Tensor:
     r"""ListMLE loss per query: the negative log-likelihood of the ideal
@@ -443,7 +436,6 @@ def listmle_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -
         >>> print(keras.ops.convert_to_numpy(listmle_loss(y_true, y_pred)).round(4))
         [1.6543]
     """
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     key = ops.where(valid, -labels, ops.full_like(labels, largest_finite(labels.dtype)))  # padding sorts last
     order = ops.argsort(key, axis=-1)
@@ -488,9 +480,10 @@ class ListMLELoss(LossPlus):
         name: Optional[str] = "listmle_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=_check_mask_value(mask_value))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=mask_value)
 
 
+@Options(mask_value=_MASK_VALUE)
 @compiled_on_jax
 def softmax_ranking_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[float] = -1.0) -> Tensor:
     r"""Softmax ranking loss per query.
@@ -521,7 +514,6 @@ def softmax_ranking_loss(y_true: Tensor, y_pred: Tensor, mask_value: Optional[fl
         >>> print(keras.ops.convert_to_numpy(softmax_ranking_loss(y_true, y_pred)).round(4))
         [3.0408]
     """
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     log_p = scores - masked_logsumexp(scores, valid, axis=-1, keepdims=True)
     return -_masked_sum(labels * log_p, valid, axis=-1)
@@ -556,16 +548,13 @@ class SoftmaxRankingLoss(LossPlus):
         name: Optional[str] = "softmax_ranking_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=_check_mask_value(mask_value))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, mask_value=mask_value)
 
 
 # --------------------------------------------------------------------------- metric-driven
 
 
-def _check_temperature(temperature: Any) -> float:
-    return check_number("temperature", temperature, low=0.0, low_open=True)
-
-
+@Options(temperature=number(low=0.0, low_open=True), mask_value=_MASK_VALUE)
 @compiled_on_jax
 def approx_ndcg_loss(
     y_true: Tensor, y_pred: Tensor, temperature: float = 0.1, mask_value: Optional[float] = -1.0
@@ -605,8 +594,6 @@ def approx_ndcg_loss(
         >>> print(keras.ops.convert_to_numpy(approx_ndcg_loss(y_true, y_pred)).round(4))
         [0.0399]
     """
-    temperature = _check_temperature(temperature)
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     size = ops.shape(scores)[-1]
     others = ops.logical_and(
@@ -654,17 +641,10 @@ class ApproxNDCGLoss(LossPlus):
         name: Optional[str] = "approx_ndcg_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            reduction=reduction, name=name, dtype=dtype,
-            temperature=_check_temperature(temperature), mask_value=_check_mask_value(mask_value),
-        )
+        super().__init__(reduction=reduction, name=name, dtype=dtype, temperature=temperature, mask_value=mask_value)
 
 
-def _check_weighting(weighting: Any) -> str:
-    check_choice("weighting", weighting, LAMBDA_WEIGHTINGS)
-    return weighting
-
-
+@Options(weighting=choice(*LAMBDA_WEIGHTINGS), mask_value=_MASK_VALUE)
 @compiled_on_jax
 def lambda_loss(
     y_true: Tensor, y_pred: Tensor, weighting: str = "ndcg_loss2", mask_value: Optional[float] = -1.0
@@ -708,8 +688,6 @@ def lambda_loss(
         >>> print(keras.ops.convert_to_numpy(lambda_loss(y_true, y_pred)).round(4))
         [0.2662]
     """
-    weighting = _check_weighting(weighting)
-    mask_value = _check_mask_value(mask_value)
     labels, scores, valid = _ranking_inputs(y_true, y_pred, mask_value)
     pairs = _preferred_pairs(labels, valid)
     ranks = _descending_ranks(ops.stop_gradient(scores), valid)
@@ -762,7 +740,4 @@ class LambdaLoss(LossPlus):
         name: Optional[str] = "lambda_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            reduction=reduction, name=name, dtype=dtype,
-            weighting=_check_weighting(weighting), mask_value=_check_mask_value(mask_value),
-        )
+        super().__init__(reduction=reduction, name=name, dtype=dtype, weighting=weighting, mask_value=mask_value)

@@ -1,4 +1,4 @@
-"""What every segmentation loss shares: argument checks, the layout of
+"""What every segmentation loss shares: the checks of the common options, the layout of
 `y_true` / `y_pred` (modes, channels-first, ignored pixels), the soft
 confusion counts, pixel-wise cross-entropy, and the loss base class that
 switches between a per-image and a whole-batch loss.
@@ -23,7 +23,7 @@ from keras import ops
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs
-from keras_lossplus.losses.options import check_choice, check_number
+from keras_lossplus.losses.options import choice, flag, number, optional
 from keras_lossplus.losses.classification.terms import sigmoid_terms, softmax_terms
 from keras_lossplus.ops import safe_pow
 
@@ -37,15 +37,23 @@ EPS = 1e-7  # the floor of every overlap denominator (segmentation_models_pytorc
 # --------------------------------------------------------------------------- arguments
 
 
-def check_common(mode: str, ignore_index: Any, per_image: Any, data_format: str, smooth: Any) -> float:
-    """Validate the arguments every segmentation loss takes; return `smooth`."""
-    check_choice("mode", mode, MODES)
-    check_choice("data_format", data_format, DATA_FORMATS)
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
-        raise TypeError(f"Argument `ignore_index` must be an integer label or None. Received: ignore_index={ignore_index!r}")
-    if not isinstance(per_image, (bool, np.bool_)):
-        raise TypeError(f"Argument `per_image` must be True or False. Received: per_image={per_image!r}")
-    return check_number("smooth", smooth, low=0.0)
+def label_index(name: str, value: Any) -> int:
+    """An integer label (any sign: `-1`, `255`), returned as an `int`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Argument `{name}` must be an integer label or None. Received: {name}={value!r}")
+    return int(value)
+
+
+COMMON = {
+    "mode": choice(*MODES),
+    "data_format": choice(*DATA_FORMATS),
+    "ignore_index": optional(label_index),
+    "per_image": flag,
+    "smooth": number(low=0.0),
+    "from_logits": flag,
+}
+"""The checks of the options every segmentation loss takes (`smooth`: all
+but the Lovasz loss), merged into each loss's `Options`."""
 
 
 def _check_shapes(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> None:
@@ -244,10 +252,10 @@ def pixel_crossentropy(raw: Tensor, target: Tensor, mode: str, from_logits: bool
 
 
 def run(core: Callable, y_true: Any, y_pred: Any, sample_weight: Any, *, mode: str, ignore_index: Any,
-        per_image: bool, data_format: str, smooth: Any = 0.0, **options: Any) -> Tensor:
-    """Validate the shared arguments, convert the inputs, check the labels
-    eagerly, and call the (compiled on JAX) `core`."""
-    smooth = check_common(mode, ignore_index, per_image, data_format, smooth)
+        per_image: bool, data_format: str, smooth: float = 0.0, **options: Any) -> Tensor:
+    """Convert the inputs, check their layout and (eagerly) the labels, and
+    call the (compiled on JAX) `core`; the options were checked by the
+    function's `Options` spec."""
     if per_image and sample_weight is not None:
         raise ValueError(
             "With per_image=True the loss has one value per image and `sample_weight` is applied by "
@@ -262,7 +270,7 @@ def run(core: Callable, y_true: Any, y_pred: Any, sample_weight: Any, *, mode: s
         check_labels(y_true, mode, channels, ignore_index)
     if sample_weight is not None:
         sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), y_pred.dtype)
-    return core(y_true, y_pred, mode=mode, ignore_index=ignore_index, per_image=bool(per_image),
+    return core(y_true, y_pred, mode=mode, ignore_index=ignore_index, per_image=per_image,
                 data_format=data_format, smooth=smooth, sample_weight=sample_weight, **options)
 
 
@@ -272,24 +280,14 @@ class SegmentationLoss(BatchLoss):
     `sample_weight` and masks as for any per-sample loss; with
     `per_image=False` (the default) the loss is computed over the whole batch
     and the weights (`sample_weight` per image, or a per-pixel weight or
-    Keras mask of shape `(B, *spatial)`) weigh every pixel's contribution."""
+    Keras mask of shape `(B, *spatial)`) weigh every pixel's contribution.
+    Either way the unchecked function runs: `LossPlus.call` (per image) and
+    `BatchLoss._replicated` (whole batch) call `self._fn`."""
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         if self._options.get("per_image"):
             return LossPlus.__call__(self, y_true, y_pred, sample_weight=sample_weight)
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
-
-    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return type(self).fn(y_true, y_pred, **self._options)
-
-
-def common_options(mode: str, from_logits: bool, ignore_index: Any, per_image: bool, data_format: str) -> dict:
-    """The constructor options every segmentation loss stores, checked."""
-    check_common(mode, ignore_index, per_image, data_format, 0.0)
-    if not isinstance(from_logits, (bool, np.bool_)):
-        raise TypeError(f"Argument `from_logits` must be True or False. Received: from_logits={from_logits!r}")
-    return {"mode": mode, "from_logits": bool(from_logits), "ignore_index": ignore_index,
-            "per_image": bool(per_image), "data_format": data_format}
 
 
 COMMON_ARGS = """        mode: `"binary"`, `"multiclass"` or `"multilabel"`.
@@ -316,13 +314,14 @@ def dice_score(tp, fp, fn, support, smooth):
 
 
 class OverlapLoss(SegmentationLoss):
-    """Shared constructor: the common options, then the loss's own."""
+    """Shared constructor: the loss's own options, then the common ones
+    (checked once, by the function's `Options` spec, in `LossPlus.__init__`)."""
 
     def __init__(self, mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
                  cross_replica: str = "gather", **own: Any) -> None:
-        options = common_options(mode, from_logits, ignore_index, per_image, data_format)
-        options["smooth"] = check_number("smooth", smooth, low=0.0)
-        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **own, **options)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **own, mode=mode,
+                         from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
+                         data_format=data_format, smooth=smooth)
 
 
 CLASS_ARGS = """        mode, from_logits, ignore_index, per_image, smooth, data_format: See

@@ -9,12 +9,12 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
-from keras_lossplus.losses.options import check_number, to_float_list
+from keras_lossplus.losses.options import Options, number, number_or_list, optional
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
 
-from keras_lossplus.losses.segmentation.base import EPS, OverlapLoss, confusion_counts, dice_score, document, pixel_crossentropy, run, weighted_mean
+from keras_lossplus.losses.segmentation.base import COMMON, EPS, OverlapLoss, confusion_counts, dice_score, document, pixel_crossentropy, run, weighted_mean
 
 
 # --------------------------------------------------------------------------- Dice + cross-entropy
@@ -47,22 +47,16 @@ def _compound_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, d
 
 
 def _compound(y_true, y_pred, sample_weight, *, dice_weight, ce_weight, gamma=0.0, alpha=None, beta=None, **common):
+    alpha = tuple(alpha) if isinstance(alpha, list) else alpha  # hashable: one cached compilation on JAX
     return run(_compound_core, y_true, y_pred, sample_weight, dice_weight=dice_weight, ce_weight=ce_weight,
                gamma=gamma, alpha=alpha, beta=beta, **common)
 
 
-def _check_weight(name: str, value: Any) -> float:
-    return check_number(name, value, low=0.0)
+_weight = number(low=0.0)
+"""A term's weight, `>= 0`."""
 
 
-def _check_focal_alpha(alpha: Alpha) -> Any:
-    if alpha is None:
-        return None
-    if isinstance(alpha, (list, tuple)) or hasattr(alpha, "__array__"):
-        return tuple(check_number("alpha", a, low=0.0) for a in to_float_list("alpha", alpha))
-    return check_number("alpha", alpha, low=0.0)
-
-
+@Options(dice_weight=_weight, crossentropy_weight=_weight, **COMMON)
 def dice_crossentropy_loss(y_true: Tensor, y_pred: Tensor, dice_weight: float = 1.0,
                            crossentropy_weight: float = 1.0, mode: str = "multiclass", from_logits: bool = False,
                            ignore_index: Optional[int] = None, per_image: bool = False, smooth: float = 0.0,
@@ -96,12 +90,13 @@ def dice_crossentropy_loss(y_true: Tensor, y_pred: Tensor, dice_weight: float = 
         >>> round(float(dice_crossentropy_loss(y_true, y_pred)), 4)
         0.5839
     """
-    return _compound(y_true, y_pred, sample_weight, dice_weight=_check_weight("dice_weight", dice_weight),
-                     ce_weight=_check_weight("crossentropy_weight", crossentropy_weight), mode=mode,
+    return _compound(y_true, y_pred, sample_weight, dice_weight=dice_weight, ce_weight=crossentropy_weight, mode=mode,
                      from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
                      data_format=data_format, smooth=smooth)
 
 
+@Options(gamma=number(low=0.0), alpha=optional(number_or_list(low=0.0)), dice_weight=_weight,
+         focal_weight=_weight, **COMMON)
 def dice_focal_loss(y_true: Tensor, y_pred: Tensor, gamma: float = 2.0, alpha: Alpha = None,
                     dice_weight: float = 1.0, focal_weight: float = 1.0, mode: str = "multiclass",
                     from_logits: bool = False, ignore_index: Optional[int] = None, per_image: bool = False,
@@ -142,13 +137,12 @@ def dice_focal_loss(y_true: Tensor, y_pred: Tensor, gamma: float = 2.0, alpha: A
         >>> round(float(dice_focal_loss(y_true, y_pred)), 4)
         0.3159
     """
-    return _compound(y_true, y_pred, sample_weight, dice_weight=_check_weight("dice_weight", dice_weight),
-                     ce_weight=_check_weight("focal_weight", focal_weight),
-                     gamma=check_number("gamma", gamma, low=0.0), alpha=_check_focal_alpha(alpha), mode=mode,
-                     from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
+    return _compound(y_true, y_pred, sample_weight, dice_weight=dice_weight, ce_weight=focal_weight, gamma=gamma,
+                     alpha=alpha, mode=mode, from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
                      data_format=data_format, smooth=smooth)
 
 
+@Options(alpha=number(low=0.0, high=1.0), beta=number(low=0.0, high=1.0), **COMMON)
 def combo_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.5, beta: float = 0.5, mode: str = "multiclass",
                from_logits: bool = False, ignore_index: Optional[int] = None, per_image: bool = False,
                smooth: float = 1.0, data_format: str = "channels_last",
@@ -184,8 +178,6 @@ def combo_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.5, beta: float =
         >>> round(float(combo_loss(y_true, y_pred)), 4)
         0.258
     """
-    alpha = check_number("alpha", alpha, low=0.0, high=1.0)
-    beta = check_number("beta", beta, low=0.0, high=1.0)
     return _compound(y_true, y_pred, sample_weight, dice_weight=1.0 - alpha, ce_weight=alpha, beta=beta, mode=mode,
                      from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
                      data_format=data_format, smooth=smooth)
@@ -215,9 +207,8 @@ class DiceCrossentropyLoss(OverlapLoss):
                  ignore_index=None, per_image=False, smooth=0.0, data_format="channels_last",
                  reduction="sum_over_batch_size", name="dice_crossentropy_loss", dtype=None,
                  cross_replica="gather"):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
-                         dice_weight=_check_weight("dice_weight", dice_weight),
-                         crossentropy_weight=_check_weight("crossentropy_weight", crossentropy_weight))
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica, dice_weight=dice_weight, crossentropy_weight=crossentropy_weight)
 
 
 @register
@@ -247,12 +238,9 @@ class DiceFocalLoss(OverlapLoss):
                  from_logits=False, ignore_index=None, per_image=False, smooth=0.0, data_format="channels_last",
                  reduction="sum_over_batch_size", name="dice_focal_loss", dtype=None,
                  cross_replica="gather"):
-        alpha = _check_focal_alpha(alpha)
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
-                         gamma=check_number("gamma", gamma, low=0.0),
-                         alpha=list(alpha) if isinstance(alpha, tuple) else alpha,
-                         dice_weight=_check_weight("dice_weight", dice_weight),
-                         focal_weight=_check_weight("focal_weight", focal_weight))
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica, gamma=gamma, alpha=alpha, dice_weight=dice_weight,
+                         focal_weight=focal_weight)
 
 
 @register
@@ -280,9 +268,8 @@ class ComboLoss(OverlapLoss):
                  smooth=1.0, data_format="channels_last", reduction="sum_over_batch_size", name="combo_loss",
                  dtype=None,
                  cross_replica="gather"):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
-                         alpha=check_number("alpha", alpha, low=0.0, high=1.0),
-                         beta=check_number("beta", beta, low=0.0, high=1.0))
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica, alpha=alpha, beta=beta)
 
 
 

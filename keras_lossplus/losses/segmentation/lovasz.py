@@ -14,7 +14,8 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
-from keras_lossplus.losses.segmentation.base import EPS, SegmentationLoss, common_options, pixel_weights, prepare, probabilities, run
+from keras_lossplus.losses.options import Options
+from keras_lossplus.losses.segmentation.base import COMMON, EPS, SegmentationLoss, pixel_weights, prepare, probabilities, run
 
 Tensor = Any
 
@@ -85,6 +86,7 @@ def _lovasz_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, dat
     return value if per_image else value[0]
 
 
+@Options(**COMMON)
 def lovasz_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_logits: bool = False,
                 ignore_index: Optional[int] = None, per_image: bool = False, data_format: str = "channels_last",
                 sample_weight: Optional[Tensor] = None) -> Tensor:
@@ -158,5 +160,6 @@ class LovaszLoss(SegmentationLoss):
     def __init__(self, mode="multiclass", from_logits=False, ignore_index=None, per_image=False,
                  data_format="channels_last", reduction="sum_over_batch_size", name="lovasz_loss", dtype=None,
                  cross_replica="gather"):
-        options = common_options(mode, from_logits, ignore_index, per_image, data_format)
-        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **options)
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, mode=mode,
+                         from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
+                         data_format=data_format)

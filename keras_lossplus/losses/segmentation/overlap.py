@@ -9,13 +9,13 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
-from keras_lossplus.losses.options import check_choice, check_number
+from keras_lossplus.losses.options import Options, choice, number
 from keras_lossplus.ops import safe_pow, safe_sqrt
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
 
-from keras_lossplus.losses.segmentation.base import OverlapLoss, confusion_counts, dice_score, document, present_mean, probabilities, run, safe_ratio, weighted
+from keras_lossplus.losses.segmentation.base import COMMON, OverlapLoss, confusion_counts, dice_score, document, present_mean, probabilities, run, safe_ratio, weighted
 
 
 WEIGHT_TYPES = ("square", "simple", "uniform")
@@ -31,6 +31,7 @@ def _dice_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_
     return dice_score(tp, fp, fn, support, smooth)
 
 
+@Options(**COMMON)
 def dice_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_logits: bool = False,
               ignore_index: Optional[int] = None, per_image: bool = False, smooth: float = 0.0,
               data_format: str = "channels_last", sample_weight: Optional[Tensor] = None) -> Tensor:
@@ -72,6 +73,7 @@ def _jaccard_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, da
     return present_mean(1.0 - safe_ratio(tp + smooth, tp + fp + fn + smooth), support)
 
 
+@Options(**COMMON)
 def jaccard_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_logits: bool = False,
                  ignore_index: Optional[int] = None, per_image: bool = False, smooth: float = 0.0,
                  data_format: str = "channels_last", sample_weight: Optional[Tensor] = None) -> Tensor:
@@ -116,6 +118,7 @@ def _focal_tversky_core(y_true, y_pred, mode, from_logits, ignore_index, per_ima
     return present_mean(safe_pow(ops.maximum(1.0 - index, 0.0), gamma), support)
 
 
+@Options(alpha=number(low=0.0), beta=number(low=0.0), gamma=number(low=0.0, low_open=True), **COMMON)
 def focal_tversky_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
                        mode: str = "multiclass", from_logits: bool = False, ignore_index: Optional[int] = None,
                        per_image: bool = False, smooth: float = 1.0, data_format: str = "channels_last",
@@ -155,9 +158,6 @@ def focal_tversky_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.3, beta:
         >>> round(float(focal_tversky_loss(y_true, y_pred)), 4)
         0.2627
     """
-    alpha = check_number("alpha", alpha, low=0.0)
-    beta = check_number("beta", beta, low=0.0)
-    gamma = check_number("gamma", gamma, low=0.0, low_open=True)
     return run(_focal_tversky_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format, smooth=smooth,
                alpha=alpha, beta=beta, gamma=gamma)
@@ -182,6 +182,7 @@ def _generalized_dice_core(y_true, y_pred, mode, from_logits, ignore_index, per_
     return 1.0 - safe_ratio(numerator, denominator)
 
 
+@Options(weight_type=choice(*WEIGHT_TYPES), **COMMON)
 def generalized_dice_loss(y_true: Tensor, y_pred: Tensor, weight_type: str = "square", mode: str = "multiclass",
                           from_logits: bool = False, ignore_index: Optional[int] = None, per_image: bool = False,
                           smooth: float = 1e-5, data_format: str = "channels_last",
@@ -217,7 +218,6 @@ def generalized_dice_loss(y_true: Tensor, y_pred: Tensor, weight_type: str = "sq
         >>> round(float(generalized_dice_loss(y_true, y_pred)), 4)
         0.3472
     """
-    check_choice("weight_type", weight_type, WEIGHT_TYPES)
     return run(_generalized_dice_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format, smooth=smooth,
                weight_type=weight_type)
@@ -234,6 +234,7 @@ def _mcc_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_f
     return ops.mean(1.0 - safe_ratio(tp * tn - fp * fn, denominator), axis=-1)
 
 
+@Options(**COMMON)
 def mcc_loss(y_true: Tensor, y_pred: Tensor, mode: str = "binary", from_logits: bool = False,
              ignore_index: Optional[int] = None, per_image: bool = False, smooth: float = 1e-5,
              data_format: str = "channels_last", sample_weight: Optional[Tensor] = None) -> Tensor:
@@ -352,9 +353,8 @@ class FocalTverskyLoss(OverlapLoss):
                  per_image=False, smooth=1.0, data_format="channels_last", reduction="sum_over_batch_size",
                  name="focal_tversky_loss", dtype=None,
                  cross_replica="gather"):
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
-                         alpha=check_number("alpha", alpha, low=0.0), beta=check_number("beta", beta, low=0.0),
-                         gamma=check_number("gamma", gamma, low=0.0, low_open=True))
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica, alpha=alpha, beta=beta, gamma=gamma)
 
 
 @register
@@ -381,9 +381,8 @@ class GeneralizedDiceLoss(OverlapLoss):
                  per_image=False, smooth=1e-5, data_format="channels_last", reduction="sum_over_batch_size",
                  name="generalized_dice_loss", dtype=None,
                  cross_replica="gather"):
-        check_choice("weight_type", weight_type, WEIGHT_TYPES)
-        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype, cross_replica=cross_replica,
-                         weight_type=weight_type)
+        super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
+                         cross_replica=cross_replica, weight_type=weight_type)
 
 
 @register

@@ -1,0 +1,141 @@
+"""One option spec per loss (issue 17), for the segmentation, ranking,
+ordinal and distribution losses: the function and its class refuse a bad
+option with the same error, the class checks only through the function's
+`Options` spec, once, in `__init__`, and calling the loss object runs the
+unchecked function."""
+
+import inspect
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lossplus.losses import distribution, ordinal, ranking, segmentation
+from keras_lossplus.losses.options import Options, flag
+
+MODULES = (segmentation, ranking, ordinal, distribution)
+NOT_OPTIONS = {"self", "reduction", "name", "dtype", "cross_replica"}
+REQUIRED = {"num_classes": 4}  # constructor arguments without a default
+BAD = "<not an option value>"  # refused by every check these losses use
+
+CLASSES = sorted(
+    {obj for module in MODULES for obj in map(module.__dict__.get, module.__all__)
+     if inspect.isclass(obj) and issubclass(obj, keras.losses.Loss)},
+    key=lambda cls: cls.__name__,
+)
+
+
+def _options(cls):
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in NOT_OPTIONS]
+
+
+def _spec(cls):
+    return getattr(cls.fn, "options", None)
+
+
+SPECCED = [cls for cls in CLASSES if _spec(cls) is not None]
+OPTIONS = [(cls, option) for cls in SPECCED for option in _options(cls)]
+
+
+def _id(value):
+    return value.__name__ if inspect.isclass(value) else str(value)
+
+
+def _errors(cls, **options):
+    """The error of the function and of the class on the same options."""
+    kwargs = {**{k: v for k, v in REQUIRED.items() if k in _options(cls)}, **options}
+    errors = []
+    for make in (lambda: cls.fn(None, None, **kwargs), lambda: cls(**kwargs)):
+        with pytest.raises((ValueError, TypeError)) as info:
+            make()
+        errors.append(info.value)
+    return errors
+
+
+def test_every_class_is_enumerated_and_declares_its_options():
+    assert len(CLASSES) == 24
+    for cls in CLASSES:
+        declared = set(_spec(cls).checks) if _spec(cls) is not None else set()
+        missing = set(_options(cls)) - declared
+        assert not missing, f"{cls.__name__}: options without a check in its function's spec: {missing}"
+
+
+@pytest.mark.parametrize("cls, option", OPTIONS, ids=_id)
+def test_function_and_class_raise_the_same_error(cls, option):
+    from_fn, from_cls = _errors(cls, **{option: BAD})
+    assert type(from_fn) is type(from_cls) and str(from_fn) == str(from_cls)
+    assert f"`{option}`" in str(from_cls)
+
+
+@pytest.mark.parametrize(
+    "cls, options, match",
+    [(distribution.Wasserstein1DLoss, {"p": 2, "mode": "histogram"}, "must be 1 with"),
+     (segmentation.FocalTverskyLoss, {"gamma": 0.0}, r"`gamma` must be in \(0.0, inf\)"),
+     (ordinal.WeightedKappaLoss, {"num_classes": 1}, "integer >= 2")],
+    ids=_id,
+)
+def test_joint_and_range_rules_raise_the_same_error(cls, options, match):
+    from_fn, from_cls = _errors(cls, **options)
+    assert type(from_fn) is type(from_cls) and str(from_fn) == str(from_cls)
+    assert re.search(match, str(from_cls))
+
+
+@pytest.mark.parametrize(
+    "cls, option", [(cls, o) for cls, o in OPTIONS if _spec(cls).checks[o] is flag], ids=_id
+)
+def test_boolean_options_refuse_strings(cls, option):
+    """`"False"` used to be read as true where a class did `bool(x)`."""
+    from_fn, from_cls = _errors(cls, **{option: "False"})
+    assert isinstance(from_cls, TypeError) and type(from_fn) is TypeError
+    assert f"Argument `{option}` must be True or False" in str(from_cls) == str(from_fn)
+
+
+@pytest.mark.parametrize("cls, option", OPTIONS, ids=_id)
+def test_class_checks_only_through_the_spec(cls, option, monkeypatch):
+    """With the spec's checks switched off, no bad value is refused."""
+    monkeypatch.setattr(Options, "check", lambda self, options: dict(options))
+    kwargs = {k: v for k, v in REQUIRED.items() if k in _options(cls)}
+    cls(**{**kwargs, option: BAD})
+
+
+def _inputs(loss):
+    """Small valid `(y_true, y_pred)` for each family."""
+    rng = np.random.default_rng(0)
+    name = type(loss).__name__
+    if type(loss).__module__.startswith(segmentation.__name__):
+        channels = 1 if loss._options["mode"] == "binary" else 3
+        return np.zeros((2, 4, 4), "float32"), np.full((2, 4, 4, channels), 1.0 / channels, "float32")
+    if type(loss).__module__ == ranking.__name__:
+        return np.array([[2.0, 0.0, 1.0, -1.0]] * 2, "float32"), rng.normal(size=(2, 4)).astype("float32")
+    if name == "CoralLoss":
+        return np.arange(4, dtype="float32"), rng.normal(size=(4, 4)).astype("float32")
+    if name == "WeightedKappaLoss":
+        return np.eye(4, dtype="float32"), np.full((4, 4), 0.25, "float32")
+    if name == "JensenShannonDivergence":
+        return np.full((4, 3), 1 / 3, "float32"), np.eye(4, 3, dtype="float32")
+    return rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("cls", SPECCED, ids=_id)
+def test_class_checks_once_and_calls_the_unchecked_function(cls, monkeypatch):
+    checks = []
+    original = Options.check
+
+    def counted(self, options):
+        checks.append(sorted(options))
+        return original(self, options)
+
+    monkeypatch.setattr(Options, "check", counted)
+    loss = cls(**{k: v for k, v in REQUIRED.items() if k in _options(cls)})
+    assert checks == [sorted(loss._options)]  # once, in __init__
+    y_true, y_pred = _inputs(loss)
+    value = loss(y_true, y_pred)
+    if "per_image" in loss._options:  # the per-image path (LossPlus.call) too
+        value = value + cls(per_image=True)(y_true, y_pred)
+    assert np.isfinite(keras.ops.convert_to_numpy(value))
+    assert len(checks) == 1 + ("per_image" in loss._options)  # calling the loss object checks nothing
+    cls.fn(y_true, y_pred, **loss._options)
+    assert len(checks) == 2 + ("per_image" in loss._options)  # a direct call of the function does
+    config = loss.get_config()
+    assert set(_options(cls)) <= set(config) and cls.from_config(config).get_config() == config
