@@ -175,12 +175,12 @@ class ClassBalancedLoss(LossPlus):
     ) -> None:
         if isinstance(base_loss, dict):
             base_loss = keras.saving.deserialize_keras_object(base_loss)
-        if not isinstance(base_loss, keras.losses.Loss):
+        _check_base_loss("base_loss", base_loss)
+        if not isinstance(base_loss, keras.losses.Loss):  # the class saves it: a function will not do
             raise ValueError(
                 "Argument `base_loss` must be a per-sample `keras.losses.Loss` instance such as "
                 f"`FocalLoss()`. Received: base_loss={base_loss!r}"
             )
-        _check_base_loss("base_loss", base_loss)
         super().__init__(reduction=reduction, name=name, dtype=dtype, samples_per_class=samples_per_class, beta=beta)
         self.base_loss = base_loss
 

@@ -19,26 +19,26 @@ Alpha = Union[None, float, Sequence[float]]
 FOCAL_MODES = ("binary", "multiclass", "multilabel")
 
 
-def _check_alpha(alpha: Alpha, mode: str) -> Alpha:
+def _check_alpha(name: str, alpha: Any) -> Alpha:
+    """`None`, a number `>= 0` or a non-empty list of them."""
     if alpha is None:
         return None
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        value = check_number("alpha", alpha, low=0.0)
-        if mode != "multiclass" and value > 1.0:
-            raise ValueError(
-                f"Argument `alpha` must be in [0, 1] for mode={mode!r} (it weighs positives "
-                f"by alpha and negatives by 1 - alpha). Received: alpha={alpha!r}"
-            )
-        return value
-    values = to_float_list("alpha", alpha)
-    for v in values:
-        _check_alpha(v, mode)
-    return values
+    if isinstance(alpha, (list, tuple)) or hasattr(alpha, "__array__"):
+        return [check_number(name, v, low=0.0) for v in to_float_list(name, alpha)]
+    return check_number(name, alpha, low=0.0)
 
 
-def _joint_alpha(options: dict) -> dict:
-    """`alpha` depends on `mode` (at most 1 unless `"multiclass"`)."""
-    return {**options, "alpha": _check_alpha(options["alpha"], options["mode"])}
+def _alpha_for_mode(options: dict) -> dict:
+    """`alpha` weighs positives by `alpha` and negatives by `1 - alpha` unless
+    `mode="multiclass"`: then every value must be at most 1."""
+    alpha, mode = options["alpha"], options["mode"]
+    values = alpha if isinstance(alpha, list) else [] if alpha is None else [alpha]
+    if mode != "multiclass" and any(v > 1.0 for v in values):
+        raise ValueError(
+            f"Argument `alpha` must be in [0, 1] for mode={mode!r} (it weighs positives "
+            f"by alpha and negatives by 1 - alpha). Received: alpha={alpha!r}"
+        )
+    return options
 
 
 def _alpha_tensor(alpha: Alpha, num_classes: int, dtype: Any) -> Optional[Tensor]:
@@ -54,10 +54,10 @@ def _alpha_tensor(alpha: Alpha, num_classes: int, dtype: Any) -> Optional[Tensor
     return ops.convert_to_tensor(alpha, dtype=dtype)
 
 
-
 @Options(
-    joint=_joint_alpha,
+    joint=_alpha_for_mode,
     mode=choice(*FOCAL_MODES),
+    alpha=_check_alpha,
     gamma=number(low=0.0),
     from_logits=flag,
     label_smoothing=number(low=0.0, high=1.0),
