@@ -1,23 +1,15 @@
-"""The distances and similarities the metric-learning losses take by name."""
+"""The distances and similarities the metric-learning losses take by name,
+and the checks of their `distance=` option."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
-
-
-from keras_lossplus.losses.options import check_choice, check_number
-
-Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
-
+from keras_lossplus.losses.options import choice
 
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 SIMILARITIES = ("cosine", "dot")
 
+distance = choice(*DISTANCES)
+"""The `distance=` check of the distance-based losses."""
 
-def check_options(distance: str, allowed: Sequence[str] = DISTANCES, **numbers: Any) -> None:
-    """Validate `distance` and the non-negative number options."""
-    check_choice("distance", distance, allowed)
-    for name, value in numbers.items():
-        check_number(name, value, low=0.0)
+similarity = choice(*SIMILARITIES)
+"""The `distance=` check of the similarity-based losses."""

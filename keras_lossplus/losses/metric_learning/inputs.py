@@ -3,7 +3,7 @@ metric-learning loss, and the explicit tuples of `mining="none"`."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 from keras import ops
 
@@ -11,19 +11,6 @@ from keras_lossplus.losses.options import check_float_predictions
 from keras_lossplus.ops import compute_dtype, l2_normalize
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
-
-
-def check_chunk_size(chunk_size: Any) -> Optional[int]:
-    """`None` or a positive int; raise naming `chunk_size` otherwise."""
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(
-            f"Argument `chunk_size` must be None or a positive integer. Received: chunk_size={chunk_size!r}"
-        )
-    return int(chunk_size)
 
 
 def embedding_inputs(y_true: Any, y_pred: Any, normalize: bool = False) -> tuple:

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional
 
 import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import check_number
-from keras_lossplus.losses.metric_learning.distances import check_options
-from keras_lossplus.losses.metric_learning.inputs import check_chunk_size, embedding_inputs
+from keras_lossplus.losses.options import Options, chunk_size, flag, number
+from keras_lossplus.losses.metric_learning.distances import distance
+from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
 from keras_lossplus.losses.metric_learning.rows import per_anchor
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
 
 
 # --------------------------------------------------------------------------- contrastive
 
 
+@Options(margin=number(low=0.0))
 def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Tensor:
     r"""Contrastive loss of pairs given their distance (tensorflow-addons).
 
@@ -44,7 +43,6 @@ def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Ten
         >>> keras.ops.convert_to_numpy(contrastive_loss([1.0, 0.0], [0.5, 0.25])).tolist()
         [0.25, 0.5625]
     """
-    margin = check_number("margin", margin, low=0.0)
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     if len(y_true.shape) == len(y_pred.shape) + 1 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
@@ -80,9 +78,11 @@ class ContrastiveLoss(LossPlus):
         name: Optional[str] = "contrastive_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, margin=check_number("margin", margin, low=0.0))
+        super().__init__(reduction=reduction, name=name, dtype=dtype, margin=margin)
 
 
+@Options(distance=distance, pos_margin=number(low=0.0), neg_margin=number(low=0.0), normalize=flag,
+         chunk_size=chunk_size)
 @compiled_on_jax
 def batch_contrastive_loss(
     y_true: Tensor,
@@ -126,8 +126,6 @@ def batch_contrastive_loss(
         >>> round(float(batch_contrastive_loss(labels, emb)), 4)
         1.5
     """
-    check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
-    chunk_size = check_chunk_size(chunk_size)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
 
     def block(rows):
@@ -187,8 +185,7 @@ class BatchContrastiveLoss(BatchLoss):
         name: Optional[str] = "batch_contrastive_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance, pos_margin=pos_margin, neg_margin=neg_margin)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, pos_margin=float(pos_margin), neg_margin=float(neg_margin),
-            distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, pos_margin=pos_margin,
+            neg_margin=neg_margin, distance=distance, normalize=normalize, chunk_size=chunk_size,
         )

@@ -15,21 +15,13 @@ from typing import Any, Optional
 from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, LossPlus, register
-from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.options import Options, number
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.ops import masked_logsumexp
 
 Tensor = Any
 
 __all__ = ["ProxyAnchorLoss", "ProxyNCALoss", "proxy_anchor_loss", "proxy_nca_loss"]
-
-
-def _check_alpha(alpha: Any) -> float:
-    return check_number("alpha", alpha, low=0.0, low_open=True)
-
-
-def _check_softmax_scale(softmax_scale: Any) -> float:
-    return check_number("softmax_scale", softmax_scale, low=0.0, low_open=True)
 
 
 def _proxy_inputs(y_true: Any, y_pred: Any) -> tuple:
@@ -45,6 +37,7 @@ def _proxy_inputs(y_true: Any, y_pred: Any) -> tuple:
 # --------------------------------------------------------------------------- Proxy-Anchor
 
 
+@Options(margin=number(), alpha=number(low=0.0, low_open=True))
 def proxy_anchor_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -89,8 +82,6 @@ def proxy_anchor_loss(
         >>> round(float(proxy_anchor_loss([0, 1, 0], sims)), 4)
         9.6008
     """
-    margin = check_number("margin", margin)
-    alpha = _check_alpha(alpha)
     _, s, pos = _proxy_inputs(y_true, y_pred)
     neg = ops.logical_not(pos)
     log_w = ops.zeros_like(s)
@@ -152,13 +143,14 @@ class ProxyAnchorLoss(BatchLoss):
     ) -> None:
         super().__init__(
             reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica,
-            margin=check_number("margin", margin), alpha=_check_alpha(alpha),
+            margin=margin, alpha=alpha,
         )
 
 
 # --------------------------------------------------------------------------- ProxyNCA
 
 
+@Options(softmax_scale=number(low=0.0, low_open=True))
 def proxy_nca_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -195,7 +187,6 @@ def proxy_nca_loss(
         >>> [round(float(v), 4) for v in proxy_nca_loss([0, 1], z)]
         [0.1269, 0.6931]
     """
-    softmax_scale = _check_softmax_scale(softmax_scale)
     _, z, own = _proxy_inputs(y_true, y_pred)
     log_p = ops.log_softmax(softmax_scale * z, axis=-1)
     losses = -ops.sum(ops.where(own, log_p, ops.zeros_like(log_p)), axis=-1)
@@ -235,6 +226,4 @@ class ProxyNCALoss(LossPlus):
         name: Optional[str] = "proxy_nca_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            reduction=reduction, name=name, dtype=dtype, softmax_scale=_check_softmax_scale(softmax_scale),
-        )
+        super().__init__(reduction=reduction, name=name, dtype=dtype, softmax_scale=softmax_scale)

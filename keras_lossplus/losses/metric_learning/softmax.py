@@ -22,9 +22,9 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
-from keras_lossplus.losses.options import check_number
-from keras_lossplus.losses.metric_learning.distances import SIMILARITIES, check_options
-from keras_lossplus.losses.metric_learning.inputs import check_chunk_size, embedding_inputs
+from keras_lossplus.losses.options import Options, chunk_size, flag, number
+from keras_lossplus.losses.metric_learning.distances import distance, similarity
+from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.miners import positive_count
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
 from keras_lossplus.losses.metric_learning.rows import per_anchor
@@ -33,13 +33,12 @@ from keras_lossplus.ops import masked_logsumexp, masked_max, masked_min
 Tensor = Any
 
 
-def _check_temperature(temperature: Any) -> float:
-    return check_number("temperature", temperature, low=0.0, low_open=True)
+_positive = number(low=0.0, low_open=True)
+"""The check of the scales and temperatures, `> 0`."""
 
 
 def _ratio_loss(y_true, y_pred, sample_weight, chunk_size, normalize, term) -> Tensor:
     """The anchor mean of `term(rows) -> (numerator, count)`."""
-    chunk_size = check_chunk_size(chunk_size)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
 
     def block(rows):
@@ -60,6 +59,8 @@ def _pair_softmax(rows, logits: Tensor) -> tuple:
 # --------------------------------------------------------------------------- multi-similarity
 
 
+@Options(distance=similarity, epsilon=number(low=0.0), alpha=_positive, beta=_positive, base=number(),
+         chunk_size=chunk_size)
 @compiled_on_jax
 def multi_similarity_loss(
     y_true: Tensor,
@@ -108,10 +109,6 @@ def multi_similarity_loss(
         >>> round(float(multi_similarity_loss(labels, emb)), 4)
         0.3394
     """
-    check_options(distance, SIMILARITIES, epsilon=epsilon)
-    alpha = check_number("alpha", alpha, low=0.0, low_open=True)
-    beta = check_number("beta", beta, low=0.0, low_open=True)
-    base = check_number("base", base)
 
     def term(rows):
         s = rows.similarities(distance)
@@ -174,18 +171,16 @@ class MultiSimilarityLoss(BatchLoss):
         name: Optional[str] = "multi_similarity_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance, SIMILARITIES, epsilon=epsilon)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype,
-            alpha=check_number("alpha", alpha, low=0.0, low_open=True),
-            beta=check_number("beta", beta, low=0.0, low_open=True), base=check_number("base", base),
-            epsilon=float(epsilon), distance=distance, chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, alpha=alpha, beta=beta,
+            base=base, epsilon=epsilon, distance=distance, chunk_size=chunk_size,
         )
 
 
 # --------------------------------------------------------------------------- lifted structure
 
 
+@Options(distance=distance, margin=number(low=0.0), normalize=flag, chunk_size=chunk_size)
 @compiled_on_jax
 def lifted_structure_loss(
     y_true: Tensor,
@@ -228,8 +223,6 @@ def lifted_structure_loss(
         >>> round(float(lifted_structure_loss(labels, emb)), 4)
         2.4314
     """
-    check_options(distance, margin=margin)
-    chunk_size = check_chunk_size(chunk_size)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
 
     def negatives(rows):
@@ -285,16 +278,16 @@ class LiftedStructureLoss(BatchLoss):
         name: Optional[str] = "lifted_structure_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance, margin=margin)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin=float(margin), distance=distance,
-            normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, margin=margin, distance=distance,
+            normalize=normalize, chunk_size=chunk_size,
         )
 
 
 # --------------------------------------------------------------------------- N-pair / NT-Xent
 
 
+@Options(distance=similarity, normalize=flag, chunk_size=chunk_size)
 @compiled_on_jax
 def npair_loss(
     y_true: Tensor,
@@ -333,8 +326,6 @@ def npair_loss(
         >>> round(float(npair_loss(labels, emb)), 4)
         0.9575
     """
-    check_options(distance, SIMILARITIES)
-
     def term(rows):
         return _pair_softmax(rows, rows.similarities(distance))
 
@@ -378,13 +369,13 @@ class NPairLoss(BatchLoss):
         name: Optional[str] = "npair_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance, SIMILARITIES)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, distance=distance, normalize=bool(normalize),
-            chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, distance=distance, normalize=normalize,
+            chunk_size=chunk_size,
         )
 
 
+@Options(distance=similarity, temperature=_positive, chunk_size=chunk_size)
 @compiled_on_jax
 def nt_xent_loss(
     y_true: Tensor,
@@ -424,9 +415,6 @@ def nt_xent_loss(
         >>> round(float(nt_xent_loss(labels, emb, temperature=0.5)), 4)
         0.8707
     """
-    check_options(distance, SIMILARITIES)
-    temperature = _check_temperature(temperature)
-
     def term(rows):
         return _pair_softmax(rows, rows.similarities(distance) / temperature)
 
@@ -470,16 +458,16 @@ class NTXentLoss(BatchLoss):
         name: Optional[str] = "nt_xent_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance, SIMILARITIES)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=_check_temperature(temperature),
-            distance=distance, chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=temperature,
+            distance=distance, chunk_size=chunk_size,
         )
 
 
 # --------------------------------------------------------------------------- SupCon / soft nearest neighbour
 
 
+@Options(distance=similarity, temperature=_positive, chunk_size=chunk_size)
 @compiled_on_jax
 def supcon_loss(
     y_true: Tensor,
@@ -516,9 +504,6 @@ def supcon_loss(
         >>> round(float(supcon_loss(labels, emb, temperature=0.5)), 4)
         0.8707
     """
-    check_options(distance, SIMILARITIES)
-    temperature = _check_temperature(temperature)
-
     def term(rows):
         logits = rows.similarities(distance) / temperature
         log_prob = logits - masked_logsumexp(logits, rows.not_self, axis=1, keepdims=True)
@@ -565,13 +550,13 @@ class SupConLoss(BatchLoss):
         name: Optional[str] = "supcon_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance, SIMILARITIES)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=_check_temperature(temperature),
-            distance=distance, chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=temperature,
+            distance=distance, chunk_size=chunk_size,
         )
 
 
+@Options(distance=distance, temperature=_positive, normalize=flag, chunk_size=chunk_size)
 @compiled_on_jax
 def soft_nearest_neighbor_loss(
     y_true: Tensor,
@@ -611,9 +596,6 @@ def soft_nearest_neighbor_loss(
         >>> round(float(soft_nearest_neighbor_loss(labels, emb)), 4)
         1.0912
     """
-    check_options(distance)
-    temperature = _check_temperature(temperature)
-
     def term(rows):
         logits = -rows.distances(distance) / temperature
         value = masked_logsumexp(logits, rows.not_self, axis=1) - masked_logsumexp(logits, rows.pos, axis=1)
@@ -661,8 +643,7 @@ class SoftNearestNeighborLoss(BatchLoss):
         name: Optional[str] = "soft_nearest_neighbor_loss",
         dtype: Any = None,
     ) -> None:
-        check_options(distance)
         super().__init__(
-            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=_check_temperature(temperature),
-            distance=distance, normalize=bool(normalize), chunk_size=check_chunk_size(chunk_size),
+            reduction=reduction, cross_replica=cross_replica, name=name, dtype=dtype, temperature=temperature,
+            distance=distance, normalize=normalize, chunk_size=chunk_size,
         )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional
 
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, register
-from keras_lossplus.losses.options import check_choice
+from keras_lossplus.losses.options import Options, choice, chunk_size, flag, number
 from keras_lossplus.ops import l2_normalize, largest_finite, masked_min, paired_distances
-from keras_lossplus.losses.metric_learning.distances import check_options
-from keras_lossplus.losses.metric_learning.inputs import check_chunk_size, embedding_inputs, split_columns
+from keras_lossplus.losses.metric_learning.distances import distance
+from keras_lossplus.losses.metric_learning.inputs import embedding_inputs, split_columns
 from keras_lossplus.losses.metric_learning.miners import (
     all_triplets,
     hard_triplets,
@@ -24,7 +24,6 @@ from keras_lossplus.losses.metric_learning.reducers import anchor_mean, safe_rat
 from keras_lossplus.losses.metric_learning.rows import per_anchor
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
 
 
 TRIPLET_MINING = ("semihard", "hard", "all", "none")
@@ -57,6 +56,8 @@ def _weighted(loss: Tensor, sample_weight: Any) -> Tensor:
 # --------------------------------------------------------------------------- triplet
 
 
+@Options(mining=choice(*TRIPLET_MINING), distance=distance, margin=number(low=0.0), soft=flag, normalize=flag,
+         chunk_size=chunk_size)
 @compiled_on_jax
 def triplet_loss(
     y_true: Tensor,
@@ -119,10 +120,7 @@ def triplet_loss(
         >>> round(float(triplet_loss(labels, emb, margin=1.0, mining="hard")), 4)
         0.6464
     """
-    check_choice("mining", mining, TRIPLET_MINING)
-    check_options(distance, margin=margin)
-    chunk_size = check_chunk_size(chunk_size)
-    shift = 0.0 if soft else float(margin)
+    shift = 0.0 if soft else margin
     if mining == "none":
         a, p, n = _explicit(y_pred, 3, "[anchor | positive | negative]", normalize)
         t = paired_distances(a, p, distance) - paired_distances(a, n, distance) + shift
@@ -182,19 +180,17 @@ class TripletLoss(_EmbeddingLoss):
         name: Optional[str] = "triplet_loss",
         dtype: Any = None,
     ) -> None:
-        check_choice("mining", mining, TRIPLET_MINING)
-        check_options(distance, margin=margin)
         super().__init__(
             reduction=reduction,
             cross_replica=cross_replica,
             name=name,
             dtype=dtype,
-            margin=float(margin),
+            margin=margin,
             mining=mining,
             distance=distance,
-            soft=bool(soft),
-            normalize=bool(normalize),
-            chunk_size=check_chunk_size(chunk_size),
+            soft=soft,
+            normalize=normalize,
+            chunk_size=chunk_size,
         )
 
 
@@ -221,6 +217,8 @@ def _nearest_other_classes(labels: Tensor, distance: str) -> Any:
     return block
 
 
+@Options(mining=choice(*QUADRUPLET_MINING), distance=distance, margin1=number(low=0.0), margin2=number(low=0.0),
+         normalize=flag, chunk_size=chunk_size)
 @compiled_on_jax
 def quadruplet_loss(
     y_true: Tensor,
@@ -271,9 +269,6 @@ def quadruplet_loss(
         >>> round(float(quadruplet_loss(labels, emb, mining="hard")), 4)
         0.7929
     """
-    check_choice("mining", mining, QUADRUPLET_MINING)
-    check_options(distance, margin1=margin1, margin2=margin2)
-    chunk_size = check_chunk_size(chunk_size)
     if mining == "none":
         a, p, n1, n2 = _explicit(y_pred, 4, "[anchor | positive | negative1 | negative2]", normalize)
         d_ap = paired_distances(a, p, distance)
@@ -339,17 +334,15 @@ class QuadrupletLoss(_EmbeddingLoss):
         name: Optional[str] = "quadruplet_loss",
         dtype: Any = None,
     ) -> None:
-        check_choice("mining", mining, QUADRUPLET_MINING)
-        check_options(distance, margin1=margin1, margin2=margin2)
         super().__init__(
             reduction=reduction,
             cross_replica=cross_replica,
             name=name,
             dtype=dtype,
-            margin1=float(margin1),
-            margin2=float(margin2),
+            margin1=margin1,
+            margin2=margin2,
             mining=mining,
             distance=distance,
-            normalize=bool(normalize),
-            chunk_size=check_chunk_size(chunk_size),
+            normalize=normalize,
+            chunk_size=chunk_size,
         )
