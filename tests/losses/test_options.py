@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import keras_lossplus as klp
-from keras_lossplus.losses import classification, distribution, ordinal, ranking, regression, segmentation
+from keras_lossplus.losses import (
+    classification, distribution, metric_learning, ordinal, ranking, regression, segmentation,
+)
 from keras_lossplus.losses.options import Options, flag, unchecked
 
 NOT_OPTIONS = {"self", "reduction", "name", "dtype", "cross_replica"}
@@ -114,7 +116,7 @@ def test_class_checks_only_through_the_spec(cls, option, monkeypatch):
     cls(**{**_required(cls), option: BAD})
 
 
-BEHAVIOUR = (segmentation, ranking, ordinal, distribution, classification, regression)
+BEHAVIOUR = (segmentation, ranking, ordinal, distribution, classification, regression, metric_learning)
 
 
 def _inputs(loss):
@@ -132,6 +134,10 @@ def _inputs(loss):
         return np.eye(4, dtype="float32"), np.full((4, 4), 0.25, "float32")
     if name == "JensenShannonDivergence":
         return np.full((4, 3), 1 / 3, "float32"), np.eye(4, 3, dtype="float32")
+    if name == "ContrastiveLoss":  # pair labels and pair distances
+        return np.array([1.0, 0.0, 1.0, 0.0], "float32"), np.array([0.5, 0.25, 1.5, 0.1], "float32")
+    if type(loss).__module__.startswith(metric_learning.__name__):  # labels and embeddings (or proxy scores)
+        return np.array([0, 0, 1, 1], "int32"), np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]], "float32")
     if type(loss).__module__.startswith((classification.__name__, regression.__name__)):
         return np.eye(4, 3, dtype="float32"), np.full((4, 3), 1 / 3, "float32")
     return rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
