@@ -48,6 +48,11 @@ def factor_variable(layer: keras.layers.Layer, name: str, value: Factor, **bound
             raise ValueError(f"Argument `{name}` must be a scalar. Received shape {tuple(value.shape)}")
         return value
     bounds.setdefault("low", 0.0)
+    if isinstance(value, (str, bytes)):  # "1e-4" read from a config file, say
+        raise TypeError(
+            f"Argument `{name}` must be a number or a non-trainable scalar keras.Variable, not a string. "
+            f"Received: {name}={value!r}"
+        )
     value = check_number(name, value, **bounds)
     return layer.add_weight(
         shape=(), initializer=keras.initializers.Constant(value), dtype="float32",

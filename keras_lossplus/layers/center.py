@@ -87,9 +87,9 @@ class CenterPenalty(PenaltyLayer):
         labels = ops.convert_to_tensor(labels)
         if not keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype)):
             raise TypeError(
-                "CenterPenalty needs integer class labels (its second input). Received labels with "
-                f"dtype={keras.backend.standardize_dtype(labels.dtype)}; declare the input with "
-                "dtype='int32'."
+                "CenterPenalty needs integer class labels: its second input, `labels`, must have an integer "
+                f"dtype. Received: labels with dtype={keras.backend.standardize_dtype(labels.dtype)}; declare "
+                "the input with dtype='int32'."
             )
         labels = ops.reshape(labels, (-1,))
         if klp_backend.is_concrete(labels):

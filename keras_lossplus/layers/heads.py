@@ -26,6 +26,7 @@ from keras import ops
 
 from keras_lossplus.layers.base import as_float32, register
 from keras_lossplus.losses.options import check_number
+from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.ops import l2_normalize, safe_sqrt
 
 Tensor = Any
@@ -140,9 +141,11 @@ class _MarginHead(keras.layers.Layer):
         _check_label_shape(self, labels.shape, embeddings.shape[0])
         cos = self.cosine(embeddings)
         if training:
-            labels = ops.cast(ops.reshape(labels, (-1, 1)), "int32")
-            # a comparison, not ops.one_hot: out-of-range labels get no margin on every backend
-            target = ops.equal(labels, ops.expand_dims(ops.arange(self.num_classes, dtype="int32"), 0))
+            check_integer_labels(labels, "labels", f"{type(self).__name__}: ")
+            labels = ops.reshape(labels, (-1, 1))
+            # a comparison in the labels' dtype, not ops.one_hot: out-of-range (and, under jit, NaN)
+            # labels get no margin on every backend
+            target = ops.equal(labels, ops.expand_dims(ops.arange(self.num_classes, dtype=labels.dtype), 0))
             cos = ops.where(target, self.target_logit(cos), cos)
         return ops.cast(self.scale * cos, self.compute_dtype)
 

@@ -55,19 +55,20 @@ def check_number(
     """Check that `value` is a real number in the given range and return it as
     a float; raise `ValueError` (bad value) or `TypeError` (not a number)
     naming `name` otherwise."""
+    lo = "-inf" if low is None else f"{low}"
+    hi = "inf" if high is None else f"{high}"
+    interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
+        ")" if high_open or high is None else "]"
+    )
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
+        within = "" if low is None and high is None else f" in {interval}"
+        raise TypeError(f"Argument `{name}` must be a number{within}. Received: {name}={value!r}")
     value = float(value)
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise ValueError(f"Argument `{name}` must be a finite number. Received: {name}={value!r}")
     lo_bad = low is not None and (value <= low if low_open else value < low)
     hi_bad = high is not None and (value >= high if high_open else value > high)
     if lo_bad or hi_bad:
-        lo = "-inf" if low is None else f"{low}"
-        hi = "inf" if high is None else f"{high}"
-        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
-            ")" if high_open or high is None else "]"
-        )
         raise ValueError(
             f"Argument `{name}` must be in {interval}. Received: {name}={value!r}"
         )

@@ -9,10 +9,12 @@ years, star ratings, disease grades).
   vector, `K - 1` biases: rank-consistent by construction), CORN's from a
   plain `keras.layers.Dense(K - 1)`. Their `y_true` is the integer rank,
   shape `(B,)` or `(B, 1)` (Keras passes it as floats; it is rounded back).
-  Ranks outside `[0, K - 1]` raise `ValueError` when the loss runs eagerly;
-  inside a compiled step (`jit_compile`, `tf.function`) they cannot raise
-  and act as the nearest valid rank (a rank below 0 as 0, above `K - 1` as
-  `K - 1`).
+  Ranks outside `[0, K - 1]`, and NaN, infinite or non-whole ones (farther
+  than 0.01 from a whole number), raise
+  `ValueError` when the loss runs eagerly; inside a compiled step
+  (`jit_compile`, `tf.function`) they cannot raise and act as the nearest
+  valid rank (a rank below 0 as 0, above `K - 1` as `K - 1`, `1.4` as 1; a
+  NaN rank passes no threshold, see `keras_lossplus.losses.labels`).
 * `WeightedKappaLoss` takes class probabilities `(B, K)` (a softmax output)
   and one-hot `y_true` `(B, K)` or integer ranks `(B,)` / `(B, 1)`.
 """
@@ -27,6 +29,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax, is_concrete
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
+from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.options import Options, check_float_predictions, choice, flag, float_list, number, optional
 
 Tensor = Any
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 KAPPA_WEIGHTAGES = ("linear", "quadratic")
+RANK_ATOL = 1e-2  # float noise around a whole rank, rounded away; farther from one, a rank is refused (eagerly)
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -73,6 +77,7 @@ def _rank_labels(y_true: Tensor, y_pred_shape: tuple, num_classes: int) -> Tenso
             f"(batch_size,) or (batch_size, 1). Received: y_true.shape={tuple(y_true.shape)} for "
             f"y_pred.shape={tuple(y_pred_shape)}"
         )
+    check_integer_labels(y_true, atol=RANK_ATOL)
     y_true = ops.round(y_true)
     if is_concrete(y_true):
         values = ops.convert_to_numpy(y_true)

@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
+from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.options import Options, number
 
 Tensor = Any
@@ -81,6 +82,7 @@ def _sample_weights(y_true: Tensor, class_weights: Tensor) -> Tensor:
     if num_classes == 2:
         # binary targets (possibly soft): interpolate between the two classes.
         return y_true * class_weights[1] + (1.0 - y_true) * class_weights[0]
+    check_integer_labels(y_true)  # class ids (eagerly; see keras_lossplus.losses.labels)
     index = ops.cast(ops.round(y_true), "int32")
     return ops.take(class_weights, index)
 
@@ -129,8 +131,8 @@ def class_balanced_loss(
     weights = _effective_weights(samples_per_class, beta)
     fn = base_loss.call if isinstance(base_loss, keras.losses.Loss) else base_loss
     y_true, y_pred = prepare_inputs(y_true, y_pred)
+    w = _sample_weights(y_true, ops.convert_to_tensor(weights, dtype=y_pred.dtype))  # checks class ids first
     values = fn(y_true, y_pred)
-    w = _sample_weights(y_true, ops.convert_to_tensor(weights, dtype=y_pred.dtype))
     return ops.cast(values, y_pred.dtype) * w
 
 

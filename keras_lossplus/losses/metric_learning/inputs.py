@@ -7,6 +7,7 @@ from typing import Any
 
 from keras import ops
 
+from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.options import check_float_predictions
 from keras_lossplus.ops import compute_dtype, l2_normalize
 
@@ -17,8 +18,10 @@ def embedding_inputs(y_true: Any, y_pred: Any, normalize: bool = False) -> tuple
     """Labels `(B,)` and embeddings `(B, D)` in the loss's compute dtype.
 
     `y_true` must have shape `(B,)` or `(B, 1)` and `y_pred` shape `(B, D)`;
-    anything else raises `ValueError` naming the argument. With
-    `normalize=True` the embeddings are L2-normalized.
+    anything else raises `ValueError` naming the argument, as do NaN,
+    infinite or non-whole float labels when the loss runs eagerly (see
+    `keras_lossplus.losses.labels.check_integer_labels`; under jit they are
+    not detected). With `normalize=True` the embeddings are L2-normalized.
     """
     check_float_predictions(y_pred)
     y_pred = ops.convert_to_tensor(y_pred)
@@ -34,6 +37,7 @@ def embedding_inputs(y_true: Any, y_pred: Any, normalize: bool = False) -> tuple
         raise ValueError(
             "`y_true` must hold one integer class label per sample, shape (batch_size,) or "
             f"(batch_size, 1). Received: y_true.shape={shape}"
+            + ("; for one-hot labels pass their class ids, argmax(y_true, axis=-1)" if len(shape) == 2 else "")
         )
     batch, labels_batch = y_pred.shape[0], shape[0]
     if batch is not None and labels_batch is not None and batch != labels_batch:
@@ -41,6 +45,7 @@ def embedding_inputs(y_true: Any, y_pred: Any, normalize: bool = False) -> tuple
             "`y_true` and `y_pred` must have the same batch size. "
             f"Received: y_true.shape={shape}, y_pred.shape={tuple(y_pred.shape)}"
         )
+    check_integer_labels(y_true)
     labels = ops.reshape(y_true, (-1,))
     if normalize:
         y_pred = l2_normalize(y_pred)

@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
+from keras_lossplus.losses.labels import label_checked
 from keras_lossplus.losses.options import Options, chunk_size, flag, number
 from keras_lossplus.losses.metric_learning.distances import distance
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
@@ -83,6 +84,7 @@ class ContrastiveLoss(LossPlus):
 
 @Options(distance=distance, pos_margin=number(low=0.0), neg_margin=number(low=0.0), normalize=flag,
          chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def batch_contrastive_loss(
     y_true: Tensor,

@@ -28,10 +28,11 @@ def _proxy_inputs(y_true: Any, y_pred: Any) -> tuple:
     """Labels `(B,)` and the `(B, C)` proxy matrix, and the `(B, C)` boolean
     mask of each sample's own proxy (all false for an out-of-range label)."""
     labels, y_pred = embedding_inputs(y_true, y_pred)
-    labels = ops.cast(labels, "int32")
-    classes = ops.arange(y_pred.shape[-1], dtype="int32")
+    # compared in the labels' dtype, not cast to int32 first: a NaN label (not detected under jit)
+    # matches no proxy on every backend
+    classes = ops.arange(y_pred.shape[-1], dtype=labels.dtype)
     own = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(classes, 0))
-    return labels, y_pred, own
+    return ops.cast(labels, "int32"), y_pred, own
 
 
 # --------------------------------------------------------------------------- Proxy-Anchor

@@ -22,6 +22,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
+from keras_lossplus.losses.labels import label_checked
 from keras_lossplus.losses.options import Options, chunk_size, flag, number
 from keras_lossplus.losses.metric_learning.distances import distance, similarity
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
@@ -61,6 +62,7 @@ def _pair_softmax(rows, logits: Tensor) -> tuple:
 
 @Options(distance=similarity, epsilon=number(low=0.0), alpha=_positive, beta=_positive, base=number(),
          chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def multi_similarity_loss(
     y_true: Tensor,
@@ -181,6 +183,7 @@ class MultiSimilarityLoss(BatchLoss):
 
 
 @Options(distance=distance, margin=number(low=0.0), normalize=flag, chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def lifted_structure_loss(
     y_true: Tensor,
@@ -288,6 +291,7 @@ class LiftedStructureLoss(BatchLoss):
 
 
 @Options(distance=similarity, normalize=flag, chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def npair_loss(
     y_true: Tensor,
@@ -376,6 +380,7 @@ class NPairLoss(BatchLoss):
 
 
 @Options(distance=similarity, temperature=_positive, chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def nt_xent_loss(
     y_true: Tensor,
@@ -468,6 +473,7 @@ class NTXentLoss(BatchLoss):
 
 
 @Options(distance=similarity, temperature=_positive, chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def supcon_loss(
     y_true: Tensor,
@@ -557,6 +563,7 @@ class SupConLoss(BatchLoss):
 
 
 @Options(distance=distance, temperature=_positive, normalize=flag, chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def soft_nearest_neighbor_loss(
     y_true: Tensor,

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, register
+from keras_lossplus.losses.labels import label_checked
 from keras_lossplus.losses.options import Options, choice, chunk_size, flag, number
 from keras_lossplus.ops import l2_normalize, largest_finite, masked_min, paired_distances
 from keras_lossplus.losses.metric_learning.distances import distance
@@ -58,6 +59,7 @@ def _weighted(loss: Tensor, sample_weight: Any) -> Tensor:
 
 @Options(mining=choice(*TRIPLET_MINING), distance=distance, margin=number(low=0.0), soft=flag, normalize=flag,
          chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def triplet_loss(
     y_true: Tensor,
@@ -219,6 +221,7 @@ def _nearest_other_classes(labels: Tensor, distance: str) -> Any:
 
 @Options(mining=choice(*QUADRUPLET_MINING), distance=distance, margin1=number(low=0.0), margin2=number(low=0.0),
          normalize=flag, chunk_size=chunk_size)
+@label_checked
 @compiled_on_jax
 def quadruplet_loss(
     y_true: Tensor,

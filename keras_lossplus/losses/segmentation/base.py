@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs
+from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.options import choice, flag, number, optional
 from keras_lossplus.losses.classification.terms import sigmoid_terms, softmax_terms
 from keras_lossplus.ops import safe_pow
@@ -90,19 +91,22 @@ def _check_shapes(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -
 
 def check_labels(y_true: Any, mode: str, channels: Optional[int], ignore_index: Optional[int]) -> None:
     """Eagerly (when `y_true` holds values, not inside a compiled function)
-    refuse labels that are neither a class nor `ignore_index`."""
+    refuse labels that are neither a class nor `ignore_index` (NaN, infinite
+    and, for a label map, non-whole values included: the message of
+    `keras_lossplus.losses.labels.check_integer_labels`)."""
     if not klp_backend.is_concrete(y_true):
         return
     values = np.asarray(ops.convert_to_numpy(y_true))
     if ignore_index is not None:
         values = values[values != ignore_index]
     if mode == "multiclass":
+        check_integer_labels(values)
         if channels is None:
             return
         bad = (values < 0) | (values >= channels) | (values != np.round(values))
         allowed = f"integers in [0, {channels - 1}]"
     else:
-        bad = (values < 0) | (values > 1)
+        bad = ~np.isfinite(values) | (values < 0) | (values > 1)
         allowed = "values in [0, 1]"
     if np.any(bad):
         extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
