@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import keras
 from keras import ops
 
+from keras_lossplus import keras_internals
+
 Tensor = Any
 
 
@@ -94,8 +96,8 @@ class WeightingStrategy(keras.layers.Layer):
         """Variables saved with the model: Keras' own plus the random
         generators' states, so that a reloaded strategy draws on where it
         stopped."""
-        generators = [g.state for g in self._seed_generators]
-        return list(self._trainable_variables) + list(self._non_trainable_variables) + generators
+        generators = [g.state for g in keras_internals.seed_generators(self)]
+        return keras_internals.own_variables(self) + generators
 
     def save_own_variables(self, store: Any) -> None:
         for i, variable in enumerate(self._state_variables()):
