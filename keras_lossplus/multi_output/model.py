@@ -85,7 +85,11 @@ class MultiOutputTraining:
                 weight of each output's loss (1 when left out).
             weighting: a strategy name (`"static"`, `"uncertainty"`, `"dwa"`,
                 `"rlw"`, `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`,
-                `"mgda"`) or a `keras_lossplus.weighting` object.
+                `"mgda"`) or a `keras_lossplus.weighting` object. The name
+                `"uncertainty"` infers each task's type (classification or
+                regression) from its loss and raises a `ValueError` for a
+                loss it does not know; pass
+                `keras_lossplus.weighting.Uncertainty(task_types=...)` then.
             ignore_value: a target value meaning "no label" besides `NaN`,
                 for every output or as a dict per output.
         """
@@ -98,7 +102,7 @@ class MultiOutputTraining:
         task_names = list(losses)
         prior = resolve_weights(loss_weights, task_names, names)
         ignore = resolve_ignore_values(ignore_value, names)
-        strategy = weighting_module.get(weighting)
+        strategy = weighting_module.get(weighting, losses=losses)
         strategy.build_tasks(task_names, prior)
 
         self._klp_untrack_previous_compile()

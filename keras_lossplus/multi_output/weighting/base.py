@@ -64,6 +64,13 @@ class WeightingStrategy(keras.layers.Layer):
     def build(self, input_shape: Any = None) -> None:  # state comes from build_tasks
         self.built = True
 
+    @classmethod
+    def from_losses(cls, losses: Dict[str, Any]) -> "WeightingStrategy":
+        """The strategy that `compile(weighting="<name>")` builds for these
+        resolved losses (output name -> `keras.losses.Loss`): the defaults,
+        unless a strategy reads something from the losses (`Uncertainty`)."""
+        return cls()
+
     def create_state(self, num_tasks: int) -> None:
         """Create the strategy's variables; none by default."""
 
@@ -140,10 +147,13 @@ def named(*names: str):
     return wrap
 
 
-def get(identifier: Any) -> WeightingStrategy:
+def get(identifier: Any, losses: Any = None) -> WeightingStrategy:
     """A strategy from a name (`"static"`, `"uncertainty"`, `"dwa"`, `"rlw"`,
     `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`, `"mgda"`), a config dict,
-    or a `WeightingStrategy` instance (returned as is).
+    or a `WeightingStrategy` instance (returned as is). With `losses` (a dict
+    from output name to the resolved `keras.losses.Loss`, as `compile()`
+    passes it), a name builds `cls.from_losses(losses)`: `"uncertainty"`
+    then infers each task's type from its loss.
 
     Examples:
         >>> type(get("pcgrad")).__name__
@@ -156,7 +166,8 @@ def get(identifier: Any) -> WeightingStrategy:
         if isinstance(strategy, WeightingStrategy):
             return strategy
     if isinstance(identifier, str) and identifier.lower() in _REGISTRY:
-        return _REGISTRY[identifier.lower()]()
+        cls = _REGISTRY[identifier.lower()]
+        return cls() if losses is None else cls.from_losses(losses)
     raise ValueError(
         f"Invalid value for argument `weighting`. Expected one of {tuple(sorted(_REGISTRY))} "
         f"or a keras_lossplus.weighting strategy. Received: weighting={identifier!r}"
