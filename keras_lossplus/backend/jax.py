@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from keras_lossplus import keras_internals
 from keras_lossplus.backend.single_replica import num_replicas, replica_id, replica_sum  # noqa: F401
 
 
@@ -56,7 +57,7 @@ def task_values(model: Any, state: Any, data: Any, use: Any, differentiable: boo
     trainable, non_trainable, optimizer_vars, metrics_vars = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     has_penalty = []
-    kwargs = {"training": True} if model._call_has_training_arg else {}
+    kwargs = {"training": True} if keras_internals.call_has_training_arg(model) else {}
 
     def forward(train_values: Any, non_train_values: Any) -> Any:
         y_pred, non_train_values, extra = model.stateless_call(

@@ -175,6 +175,8 @@ class PenaltyLayer(keras.layers.Layer):
             return super().add_loss(loss)
         self._replica_losses().setdefault(replica, []).extend(tree.flatten(loss))
 
+    # _get_own_losses / _clear_losses are private Keras methods: listed, and pinned by a test, in
+    # keras_lossplus.keras_internals.OVERRIDDEN_LAYER_METHODS
     def _get_own_losses(self) -> list:
         own = super()._get_own_losses()
         replica = klp_backend.replica_id()

@@ -29,6 +29,7 @@ from typing import Any, List
 import keras
 from keras import ops, tree
 
+from keras_lossplus import keras_internals
 from keras_lossplus.layers.base import PenaltyLayer
 
 _METRICS_ATTR = "_klp_penalty_metrics"
@@ -43,7 +44,8 @@ def penalty_layers(model: keras.layers.Layer) -> List[PenaltyLayer]:
         >>> [layer.name for layer in penalty_layers(model)]
         ['l1']
     """
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, PenaltyLayer)]
+    layers = keras_internals.flatten_layers(model, include_self=False)
+    return [layer for layer in layers if isinstance(layer, PenaltyLayer)]
 
 
 def _attach_metrics(model: keras.Model) -> None:

@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from keras_lossplus import backend as klp_backend
+from keras_lossplus import keras_internals
 from keras_lossplus.losses.options import check_choice, check_float_predictions, unchecked
 from keras_lossplus.ops import compute_dtype, with_gradient_of
 
@@ -98,7 +99,7 @@ class LossPlus(keras.losses.Loss):
         config = super().get_config()
         dtype = self._dtype_arg
         if dtype is not None and not isinstance(dtype, str):
-            dtype = self._dtype_policy.name
+            dtype = keras_internals.loss_dtype_policy_name(self)
         config.update(dtype=dtype, **self._options)
         return config
 
@@ -172,24 +173,18 @@ class BatchLoss(LossPlus):
 def get_keras_mask(x: Any) -> Optional[Tensor]:
     """The Keras mask carried by `x` (as `keras.losses.Loss.__call__` reads it),
     or `None`."""
-    try:  # Keras keeps masks of tensors that take no attributes (JAX) aside.
-        from keras.src.backend import get_keras_mask as _get
-    except ImportError:  # pragma: no cover - older or future Keras layouts
-        return getattr(x, "_keras_mask", None)
-    return _get(x)
+    return keras_internals.get_keras_mask(x)
 
 
 def with_keras_mask(x: Any, mask: Any) -> Tensor:
     """A copy of `x` carrying the Keras mask `mask` (combined with the one `x`
     already has), which Keras' losses and mean metrics apply to their values."""
-    from keras.src.backend import set_keras_mask  # isolated private import, like get_keras_mask
-
     previous = get_keras_mask(x)
     mask = ops.cast(mask, "bool")
     if previous is not None:
         mask = ops.logical_and(mask, ops.cast(ops.reshape(previous, ops.shape(mask)), "bool"))
     copy = ops.multiply(x, ops.ones((), x.dtype))
-    set_keras_mask(copy, mask)
+    keras_internals.set_keras_mask(copy, mask)
     return copy
 
 

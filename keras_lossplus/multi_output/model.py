@@ -9,6 +9,7 @@ import keras
 from keras import ops, tree
 
 from keras_lossplus import backend as klp_backend
+from keras_lossplus import keras_internals
 from keras_lossplus.layers.logging import _attach_metrics, _update_metrics
 from keras_lossplus.losses.base import with_keras_mask
 from keras_lossplus.multi_output import weighting as weighting_module
@@ -84,7 +85,11 @@ class MultiOutputTraining:
                 weight of each output's loss (1 when left out).
             weighting: a strategy name (`"static"`, `"uncertainty"`, `"dwa"`,
                 `"rlw"`, `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`,
-                `"mgda"`) or a `keras_lossplus.weighting` object.
+                `"mgda"`) or a `keras_lossplus.weighting` object. The name
+                `"uncertainty"` infers each task's type (classification or
+                regression) from its loss and raises a `ValueError` for a
+                loss it does not know; pass
+                `keras_lossplus.weighting.Uncertainty(task_types=...)` then.
             ignore_value: a target value meaning "no label" besides `NaN`,
                 for every output or as a dict per output.
         """
@@ -97,13 +102,13 @@ class MultiOutputTraining:
         task_names = list(losses)
         prior = resolve_weights(loss_weights, task_names, names)
         ignore = resolve_ignore_values(ignore_value, names)
-        strategy = weighting_module.get(weighting)
+        strategy = weighting_module.get(weighting, losses=losses)
         strategy.build_tasks(task_names, prior)
 
         self._klp_untrack_previous_compile()
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)
-        self._compile_config.config.update(
-            loss=loss, loss_weights=loss_weights, weighting=keras.saving.serialize_keras_object(strategy),
+        keras_internals.update_compile_config(
+            self, loss=loss, loss_weights=loss_weights, weighting=keras.saving.serialize_keras_object(strategy),
             ignore_value=ignore_value,
         )
         self._klp_output_names = names
@@ -123,14 +128,7 @@ class MultiOutputTraining:
         """A second `compile()` replaces the strategy and the term metrics:
         the old ones must leave the model's variables and metrics."""
         previous = [getattr(self, "loss_weighting", None)] + list(getattr(self, "_klp_task_metrics", None) or [])
-        tracker = self._tracker
-        locked = tracker.locked
-        tracker.unlock()
-        for obj in previous:
-            if obj is not None:
-                tracker.untrack(obj)
-        if locked:
-            tracker.lock()
+        keras_internals.untrack(self, previous)
 
     def compile_from_config(self, config: Dict[str, Any]) -> None:
         config = keras.saving.deserialize_keras_object(config)
@@ -166,7 +164,7 @@ class MultiOutputTraining:
         targets are zeroed and each output's prediction carries a Keras mask
         of its labelled samples (applied by Keras' mean metrics, weighted or
         not)."""
-        if self._compile_metrics is not None:  # nothing reads the targets otherwise
+        if keras_internals.compiled_metrics(self) is not None:  # nothing reads the targets otherwise
             y, y_pred = self._labelled_targets(y, y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -187,7 +185,7 @@ class MultiOutputTraining:
         terms = self.losses if extra_losses is None else extra_losses
         total = ops.zeros((), "float32")
         for term in terms:
-            total = total + ops.cast(self._aggregate_additional_loss(term), "float32")
+            total = total + ops.cast(keras_internals.aggregate_additional_loss(self, term), "float32")
         return total
 
     def log_terms(self, x: Any, losses: Any, weights: Any) -> None:
@@ -203,7 +201,7 @@ class MultiOutputTraining:
     def record_step(self, x: Any, losses: Any, weights: Any, penalty: Any) -> Any:
         """Log a custom training step's terms; returns the total loss."""
         total = ops.sum(weights * losses) + penalty
-        self._loss_tracker.update_state(total, sample_weight=_batch_size(x))
+        keras_internals.loss_tracker(self).update_state(total, sample_weight=_batch_size(x))
         self.log_terms(x, losses, weights)
         return total
 

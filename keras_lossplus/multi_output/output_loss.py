@@ -19,6 +19,7 @@ import keras
 from keras import ops
 
 from keras_lossplus import backend as klp_backend
+from keras_lossplus import keras_internals
 from keras_lossplus.losses.base import BatchLoss, get_keras_mask
 
 Tensor = Any
@@ -44,10 +45,8 @@ def resolve_loss(identifier: Any, name: str = "loss") -> keras.losses.Loss:
         return fn
     if not callable(fn):
         raise TypeError(f"`{name}` must be a loss name, a function or a keras.losses.Loss. Received: {identifier!r}")
-    from keras.src.losses.losses import LossFunctionWrapper  # the wrapper compile() uses
-
     label = identifier if isinstance(identifier, str) else getattr(fn, "__name__", "loss")
-    return LossFunctionWrapper(fn, name=label)
+    return keras_internals.wrap_loss_function(fn, name=label)
 
 
 def split_labels(y_true: Tensor, y_pred: Tensor, ignore_value: Optional[float] = None):

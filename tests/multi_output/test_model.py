@@ -232,12 +232,29 @@ def test_uncertainty_log_variances_are_trained(rng):
     s0 = model.loss_weighting.log_variances.numpy().copy()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     losses = None
-    # SGD on 0.5 e^-s L + 0.5 s from s = log(0.5): ds = -0.1 * (0.5 - L), L measured before the step
+    # by name, the task types come from the losses: mse regression, the two cross-entropies classification
+    assert model.loss_weighting.task_types == {"reg": "regression", "cls": "classification", "bin": "classification"}
+    c = np.array([0.5, 1.0, 1.0])
+    np.testing.assert_allclose(s0, np.log(c), rtol=1e-6)  # initial weights c e^-s = 1
+    # SGD on c e^-s L + 0.5 s: ds = -0.1 * (0.5 - c e^-s L), L measured before the step
     ev = build(klp.MultiOutputModel)
     ev.compile("sgd", loss=LOSSES)
     losses = ev.evaluate(x, y, verbose=0, return_dict=True, batch_size=16)
-    expected = s0 - 0.1 * np.array([0.5 - 0.5 * np.exp(-s0[k]) * losses[f"{n}_loss"] for k, n in enumerate(["reg", "cls", "bin"])])
+    expected = s0 - 0.1 * np.array([0.5 - c[k] * np.exp(-s0[k]) * losses[f"{n}_loss"] for k, n in enumerate(["reg", "cls", "bin"])])
     np.testing.assert_allclose(model.loss_weighting.log_variances.numpy(), expected, rtol=1e-5, atol=1e-6)
+    weights = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    s1 = model.loss_weighting.log_variances.numpy()
+    for k, n in enumerate(["reg", "cls", "bin"]):  # logged weights: c e^-s, from the step's variables
+        assert weights[f"{n}_weight"][0] == pytest.approx(c[k] * np.exp(-expected[k]), rel=1e-5), n
+    assert not np.allclose(s1, expected)
+
+
+def test_uncertainty_by_name_refuses_an_unknown_loss():
+    model = build(klp.MultiOutputModel)
+    with pytest.raises(ValueError, match=r"'reg' \(poisson\).*Uncertainty\(task_types="):
+        model.compile("sgd", loss={**LOSSES, "reg": "poisson"}, weighting="uncertainty")
+    model.compile("sgd", loss={**LOSSES, "reg": "poisson"}, weighting=klp.weighting.Uncertainty(task_types={"cls": "classification"}))
+    assert model.loss_weighting.task_types == {"cls": "classification"}
 
 
 # ------------------------------------------------------------------ bad input

@@ -132,6 +132,72 @@ def test_uncertainty_objective_value_and_gradient(task_types):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-5)
 
 
+# the string form infers each task's type from its resolved loss
+_CLASSIFICATION = [
+    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "kld", "hinge",
+    keras.losses.BinaryCrossentropy(from_logits=True), keras.losses.BinaryFocalCrossentropy(),
+    keras.losses.CategoricalCrossentropy(), keras.losses.CategoricalFocalCrossentropy(),
+    keras.losses.SparseCategoricalCrossentropy(from_logits=True), keras.losses.Hinge(), keras.losses.SquaredHinge(),
+    keras.losses.CategoricalHinge(), keras.losses.KLDivergence(), keras.losses.binary_focal_crossentropy,
+]
+_REGRESSION = [
+    "mse", "mae", "mape", "msle", "huber", "log_cosh", keras.losses.MeanSquaredError(), keras.losses.MeanAbsoluteError(),
+    keras.losses.Huber(), keras.losses.LogCosh(), keras.losses.mean_squared_error,
+]
+
+
+def _ours(module, extra=()):
+    return [getattr(module, n) for n in list(module.__all__) + list(extra)
+            if isinstance(getattr(module, n), type) or n.endswith("_loss")]
+
+
+def _instance(obj):
+    from keras_lossplus.losses import ClassBalancedLoss
+
+    if obj is ClassBalancedLoss:
+        return obj(keras.losses.CategoricalCrossentropy(), [10, 5])
+    return obj() if isinstance(obj, type) else obj
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_uncertainty_by_name_infers_task_types(kind):
+    from keras_lossplus.losses import classification, ordinal, regression
+    from keras_lossplus.multi_output.output_loss import resolve_loss
+
+    ours = (_ours(classification) + [ordinal.CoralLoss, ordinal.CornLoss, ordinal.coral_loss, ordinal.corn_loss]
+            if kind == "classification" else _ours(regression))
+    specs = (_CLASSIFICATION if kind == "classification" else _REGRESSION) + ours
+    losses = {f"t{i}": resolve_loss(_instance(spec)) for i, spec in enumerate(specs)}
+    strategy = weighting.get("uncertainty", losses=losses)
+    assert type(strategy) is weighting.Uncertainty
+    assert strategy.task_types == {name: kind for name in losses}, [s for s in specs]
+
+
+@pytest.mark.parametrize("spec", ["poisson", "cosine_similarity", "unknown_function"])
+def test_uncertainty_by_name_refuses_an_unknown_loss(spec):
+    from keras_lossplus.losses import TripletLoss
+    from keras_lossplus.multi_output.output_loss import resolve_loss
+
+    def unknown_function(y_true, y_pred):
+        return y_pred
+
+    loss = resolve_loss(unknown_function if spec == "unknown_function" else spec)
+    losses = {"reg": resolve_loss("mse"), "odd": loss}
+    with pytest.raises(ValueError, match=r"'odd'.*Uncertainty\(task_types="):
+        weighting.get("uncertainty", losses=losses)
+    with pytest.raises(ValueError, match="task_types"):
+        weighting.get("uncertainty", losses={"emb": TripletLoss()})
+
+
+def test_explicit_uncertainty_keeps_its_task_types():
+    strategy = weighting.Uncertainty(task_types="regression")
+    from keras_lossplus.multi_output.output_loss import resolve_loss
+
+    assert weighting.get(strategy, losses={"c": resolve_loss("binary_crossentropy")}) is strategy
+    assert strategy.task_types == "regression"
+    assert type(weighting.get("dwa", losses={"c": resolve_loss("poisson")})) is weighting.DWA
+
+
 # -------------------------------------------------------------------- RLW
 
 

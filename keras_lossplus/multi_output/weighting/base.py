@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import keras
 from keras import ops
 
+from keras_lossplus import keras_internals
+
 Tensor = Any
 
 
@@ -62,6 +64,13 @@ class WeightingStrategy(keras.layers.Layer):
     def build(self, input_shape: Any = None) -> None:  # state comes from build_tasks
         self.built = True
 
+    @classmethod
+    def from_losses(cls, losses: Dict[str, Any]) -> "WeightingStrategy":
+        """The strategy that `compile(weighting="<name>")` builds for these
+        resolved losses (output name -> `keras.losses.Loss`): the defaults,
+        unless a strategy reads something from the losses (`Uncertainty`)."""
+        return cls()
+
     def create_state(self, num_tasks: int) -> None:
         """Create the strategy's variables; none by default."""
 
@@ -94,8 +103,8 @@ class WeightingStrategy(keras.layers.Layer):
         """Variables saved with the model: Keras' own plus the random
         generators' states, so that a reloaded strategy draws on where it
         stopped."""
-        generators = [g.state for g in self._seed_generators]
-        return list(self._trainable_variables) + list(self._non_trainable_variables) + generators
+        generators = [g.state for g in keras_internals.seed_generators(self)]
+        return keras_internals.own_variables(self) + generators
 
     def save_own_variables(self, store: Any) -> None:
         for i, variable in enumerate(self._state_variables()):
@@ -138,10 +147,13 @@ def named(*names: str):
     return wrap
 
 
-def get(identifier: Any) -> WeightingStrategy:
+def get(identifier: Any, losses: Any = None) -> WeightingStrategy:
     """A strategy from a name (`"static"`, `"uncertainty"`, `"dwa"`, `"rlw"`,
     `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`, `"mgda"`), a config dict,
-    or a `WeightingStrategy` instance (returned as is).
+    or a `WeightingStrategy` instance (returned as is). With `losses` (a dict
+    from output name to the resolved `keras.losses.Loss`, as `compile()`
+    passes it), a name builds `cls.from_losses(losses)`: `"uncertainty"`
+    then infers each task's type from its loss.
 
     Examples:
         >>> type(get("pcgrad")).__name__
@@ -154,7 +166,8 @@ def get(identifier: Any) -> WeightingStrategy:
         if isinstance(strategy, WeightingStrategy):
             return strategy
     if isinstance(identifier, str) and identifier.lower() in _REGISTRY:
-        return _REGISTRY[identifier.lower()]()
+        cls = _REGISTRY[identifier.lower()]
+        return cls() if losses is None else cls.from_losses(losses)
     raise ValueError(
         f"Invalid value for argument `weighting`. Expected one of {tuple(sorted(_REGISTRY))} "
         f"or a keras_lossplus.weighting strategy. Received: weighting={identifier!r}"

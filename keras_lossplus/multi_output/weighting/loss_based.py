@@ -11,6 +11,10 @@ from typing import Any, Dict, Optional, Tuple, Union
 import keras
 from keras import ops
 
+from keras_lossplus import keras_internals
+from keras_lossplus.losses import classification as _classification
+from keras_lossplus.losses import ordinal as _ordinal
+from keras_lossplus.losses import regression as _regression
 from keras_lossplus.losses.options import check_choice, check_number
 from keras_lossplus.multi_output.weighting.base import WeightingStrategy, named
 
@@ -36,6 +40,62 @@ class Static(WeightingStrategy):
 
 _FORMS = ("regression", "classification")
 
+# Keras' losses by function (its loss classes wrap these functions, and `compile("name")` resolves to them)
+_KERAS_TASK_TYPES = {
+    "classification": (
+        "binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
+        "categorical_focal_crossentropy", "sparse_categorical_crossentropy",
+        "hinge", "squared_hinge", "categorical_hinge", "kl_divergence",
+    ),
+    "regression": (
+        "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+        "mean_squared_logarithmic_error", "huber", "log_cosh",
+    ),
+}
+
+
+def _package_losses(module: Any, extra: tuple = ()) -> list:
+    """The loss classes and loss functions of one of our loss modules."""
+    members = [getattr(module, name) for name in list(module.__all__) + list(extra)]
+    return [m for m in members if (isinstance(m, type) and issubclass(m, keras.losses.Loss))
+            or (callable(m) and getattr(m, "__name__", "").endswith("_loss"))]
+
+
+def _known_task_types() -> Dict[Any, str]:
+    known = {getattr(keras.losses, fn): kind for kind, fns in _KERAS_TASK_TYPES.items() for fn in fns}
+    ordinal = ("CoralLoss", "CornLoss", "coral_loss", "corn_loss")
+    known.update({obj: "classification" for obj in _package_losses(_classification)})
+    known.update({getattr(_ordinal, name): "classification" for name in ordinal})
+    known.update({obj: "regression" for obj in _package_losses(_regression)})
+    return known
+
+
+def loss_task_type(loss: Any) -> Optional[str]:
+    """`"classification"`, `"regression"` or `None` (unknown) for a resolved
+    loss (a `keras.losses.Loss`, as `compile()` resolves names and functions).
+
+    Classification: Keras' (binary, categorical, sparse categorical)
+    cross-entropy and their focal variants, the hinge losses and
+    `KLDivergence` (a cross-entropy against soft labels, up to a constant);
+    keras_lossplus' classification losses and `CoralLoss` / `CornLoss`.
+    Regression: Keras' `MeanSquaredError`, `MeanAbsoluteError`,
+    `MeanAbsolutePercentageError`, `MeanSquaredLogarithmicError`, `Huber`,
+    `LogCosh`, and keras_lossplus' regression losses. Subclasses count as
+    their base. Anything else (Poisson, cosine similarity, metric-learning,
+    ranking, segmentation, distribution losses, your own) is unknown.
+
+    Examples:
+        >>> from keras_lossplus.multi_output.output_loss import resolve_loss
+        >>> loss_task_type(resolve_loss("mse")), loss_task_type(keras.losses.BinaryCrossentropy())
+        ('regression', 'classification')
+    """
+    known = _known_task_types()
+    for cls in type(loss).__mro__:
+        if cls in known:
+            return known[cls]
+    fn = keras_internals.wrapped_loss_function(loss)
+    return None if fn is None else known.get(fn)
+
 
 @named("uncertainty")
 class Uncertainty(WeightingStrategy):
@@ -48,9 +108,17 @@ class Uncertainty(WeightingStrategy):
     given to `compile()` are the initial effective weights
     (`s_k` starts at `log(c_k / w_k)`, `c_k` 0.5 or 1), so they must be > 0.
 
+    By name, `compile(weighting="uncertainty")` infers each task's type from
+    its loss (see `loss_task_type`: cross-entropy-like losses are
+    classification, MSE / MAE / Huber / LogCosh and our robust regression
+    losses are regression) and raises a `ValueError` for a loss it does not
+    know, rather than guess; pass `Uncertainty(task_types=...)` then. An
+    `Uncertainty(...)` object keeps the `task_types` it was given.
+
     Args:
         task_types: `"regression"` (default) or `"classification"` for every
-            task, or a dict from output name to one of them.
+            task, or a dict from output name to one of them (outputs left out
+            are regression).
 
     Reference:
         Kendall, Gal, Cipolla. Multi-Task Learning Using Uncertainty to Weigh
@@ -72,6 +140,33 @@ class Uncertainty(WeightingStrategy):
         else:
             check_choice("task_types", task_types, _FORMS)
         self.task_types = task_types
+
+    @classmethod
+    def from_losses(cls, losses: Dict[str, Any]) -> "Uncertainty":
+        """`Uncertainty(task_types=...)` with each task's type inferred from its
+        resolved loss (`loss_task_type`); a `ValueError` for an unknown loss.
+
+        Examples:
+            >>> strategy = Uncertainty.from_losses({"a": keras.losses.CategoricalCrossentropy(),
+            ...                                     "b": keras.losses.Huber()})
+            >>> strategy.task_types
+            {'a': 'classification', 'b': 'regression'}
+        """
+        types, unknown = {}, []
+        for name, loss in losses.items():
+            kind = loss_task_type(loss)
+            if kind is None:
+                fn = keras_internals.wrapped_loss_function(loss)
+                unknown.append(f"{name!r} ({getattr(fn, '__name__', None) or type(loss).__name__})")
+            types[name] = kind
+        if unknown:
+            raise ValueError(
+                f'weighting="uncertainty" cannot tell whether the loss of output(s) {", ".join(unknown)} is a '
+                "classification or a regression loss. Pass the task types yourself: "
+                "weighting=keras_lossplus.weighting.Uncertainty(task_types={output: 'classification' or "
+                "'regression', ...})."
+            )
+        return cls(task_types=types)
 
     def _scales(self) -> list:
         types = self.task_types
