@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional
 
 from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, prepare_inputs, register
-from keras_lossplus.losses.options import Options, choice, flag, number
 from keras_lossplus.losses.classification.terms import EPSILON
+from keras_lossplus.losses.options import Options, choice, flag, number
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
 
 
 F_BETA_AVERAGES = ("micro", "macro")

@@ -9,8 +9,19 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.classification.terms import sigmoid_terms, smooth_labels, softmax_terms
-from keras_lossplus.losses.options import Options, check_number, choice, flag, number, to_float_list
+from keras_lossplus.losses.classification.terms import (
+    sigmoid_terms,
+    smooth_labels,
+    softmax_terms,
+)
+from keras_lossplus.losses.options import (
+    Options,
+    check_number,
+    choice,
+    flag,
+    number,
+    to_float_list,
+)
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional
 
 import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
-from keras_lossplus.losses.options import Options, flag, number
 from keras_lossplus.losses.classification.terms import softmax_terms
+from keras_lossplus.losses.options import Options, flag, number
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
 
 
 @Options(epsilon=number(low=-1.0), from_logits=flag)

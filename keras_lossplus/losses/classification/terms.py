@@ -4,14 +4,11 @@ cross-entropy, softmax log-probabilities, label smoothing and Keras' clip."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any
 
 from keras import ops
 
-
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
 
 
 EPSILON = 1e-7  # keras.backend.epsilon(): the clip Keras' losses apply to probabilities
@@ -54,8 +51,6 @@ def softmax_terms(y_pred: Tensor, from_logits: bool) -> tuple:
     p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
     p = ops.clip(p, EPSILON, 1.0 - EPSILON)
     return ops.log(p), p
-
-
 
 
 def smooth_labels(y_true: Tensor, label_smoothing: float, num_classes: float) -> Tensor:

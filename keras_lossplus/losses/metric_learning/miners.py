@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable
 
 from keras import ops
 
-from keras_lossplus.ops import l2_normalize, largest_finite, masked_max, masked_min
 from keras_lossplus.losses.metric_learning.rows import Rows
+from keras_lossplus.ops import l2_normalize, largest_finite, masked_max, masked_min
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
 
 
 def mined_loss(rows: Rows, labels: Tensor, miner: Callable, metric: str, margin: float, soft: bool) -> tuple:

@@ -15,8 +15,8 @@ from typing import Any, Optional
 from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, LossPlus, register
-from keras_lossplus.losses.options import Options, number
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
+from keras_lossplus.losses.options import Options, number
 from keras_lossplus.ops import masked_logsumexp
 
 Tensor = Any

@@ -3,21 +3,17 @@ valid anchors, 0 with gradient 0 when there is none."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any
 
 from keras import ops
 
-
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
 
 
 def safe_ratio(total: Tensor, weight: Tensor) -> Tensor:
     """`total / weight`, or 0 (with gradient 0) where `weight` is 0."""
     has = weight > 0
     return ops.where(has, total / ops.where(has, weight, ops.ones_like(weight)), ops.zeros_like(total))
-
 
 
 def anchor_mean(numerator: Tensor, count: Tensor, valid: Tensor, sample_weight: Any = None) -> Tensor:

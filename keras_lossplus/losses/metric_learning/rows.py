@@ -3,15 +3,13 @@ runs a per-anchor function over the batch in blocks of `chunk_size` anchors."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional
 
 from keras import ops
 
 from keras_lossplus.ops import l2_normalize, pairwise_distances
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
 
 
 class Rows:

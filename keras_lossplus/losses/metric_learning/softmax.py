@@ -23,12 +23,12 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.labels import label_checked
-from keras_lossplus.losses.options import Options, chunk_size, flag, number
 from keras_lossplus.losses.metric_learning.distances import distance, similarity
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.miners import positive_count
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
 from keras_lossplus.losses.metric_learning.rows import per_anchor
+from keras_lossplus.losses.options import Options, chunk_size, flag, number
 from keras_lossplus.ops import masked_logsumexp, masked_max, masked_min
 
 Tensor = Any

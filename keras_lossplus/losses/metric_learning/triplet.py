@@ -9,8 +9,6 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, register
 from keras_lossplus.losses.labels import label_checked
-from keras_lossplus.losses.options import Options, choice, chunk_size, flag, number
-from keras_lossplus.ops import l2_normalize, largest_finite, masked_min, paired_distances
 from keras_lossplus.losses.metric_learning.distances import distance
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs, split_columns
 from keras_lossplus.losses.metric_learning.miners import (
@@ -23,6 +21,13 @@ from keras_lossplus.losses.metric_learning.miners import (
 )
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean, safe_ratio
 from keras_lossplus.losses.metric_learning.rows import per_anchor
+from keras_lossplus.losses.options import Options, choice, chunk_size, flag, number
+from keras_lossplus.ops import (
+    l2_normalize,
+    largest_finite,
+    masked_min,
+    paired_distances,
+)
 
 Tensor = Any
 

@@ -23,9 +23,9 @@ from keras import ops
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs
+from keras_lossplus.losses.classification.terms import sigmoid_terms, softmax_terms
 from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.options import choice, flag, number, optional
-from keras_lossplus.losses.classification.terms import sigmoid_terms, softmax_terms
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any
@@ -315,8 +315,6 @@ def dice_score(tp, fp, fn, support, smooth):
     return present_mean(1.0 - safe_ratio(2.0 * tp + smooth, 2.0 * tp + fp + fn + smooth), support)
 
 
-
-
 class OverlapLoss(SegmentationLoss):
     """Shared constructor: the loss's own options, then the common ones
     (checked once, by the function's `Options` spec, in `LossPlus.__init__`)."""
@@ -337,8 +335,6 @@ CLASS_ARGS = """        mode, from_logits, ignore_index, per_image, smooth, data
         reduction, name, dtype: As for every `keras.losses.Loss` (with
             `per_image=False` the loss is one value per batch: every
             reduction returns it)."""
-
-
 
 
 def document(*objects: Any) -> None:

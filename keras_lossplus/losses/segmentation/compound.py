@@ -10,12 +10,20 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
 from keras_lossplus.losses.options import Options, number, number_or_list, optional
+from keras_lossplus.losses.segmentation.base import (
+    COMMON,
+    EPS,
+    OverlapLoss,
+    confusion_counts,
+    dice_score,
+    document,
+    pixel_crossentropy,
+    run,
+    weighted_mean,
+)
 
 Tensor = Any
 Alpha = Union[None, float, Sequence[float]]
-
-from keras_lossplus.losses.segmentation.base import COMMON, EPS, OverlapLoss, confusion_counts, dice_score, document, pixel_crossentropy, run, weighted_mean
-
 
 # --------------------------------------------------------------------------- Dice + cross-entropy
 
@@ -270,8 +278,6 @@ class ComboLoss(OverlapLoss):
                  cross_replica="gather"):
         super().__init__(mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
                          cross_replica=cross_replica, alpha=alpha, beta=beta)
-
-
 
 
 document(dice_crossentropy_loss, dice_focal_loss, combo_loss, DiceCrossentropyLoss, DiceFocalLoss, ComboLoss)

@@ -15,7 +15,15 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
 from keras_lossplus.losses.options import Options
-from keras_lossplus.losses.segmentation.base import COMMON, EPS, SegmentationLoss, pixel_weights, prepare, probabilities, run
+from keras_lossplus.losses.segmentation.base import (
+    COMMON,
+    EPS,
+    SegmentationLoss,
+    pixel_weights,
+    prepare,
+    probabilities,
+    run,
+)
 
 Tensor = Any
 

@@ -3,20 +3,28 @@ Matthews correlation."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional
 
 from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import register
 from keras_lossplus.losses.options import Options, choice, number
+from keras_lossplus.losses.segmentation.base import (
+    COMMON,
+    OverlapLoss,
+    confusion_counts,
+    dice_score,
+    document,
+    present_mean,
+    probabilities,
+    run,
+    safe_ratio,
+    weighted,
+)
 from keras_lossplus.ops import safe_pow, safe_sqrt
 
 Tensor = Any
-Alpha = Union[None, float, Sequence[float]]
-
-from keras_lossplus.losses.segmentation.base import COMMON, OverlapLoss, confusion_counts, dice_score, document, present_mean, probabilities, run, safe_ratio, weighted
-
 
 WEIGHT_TYPES = ("square", "simple", "uniform")
 
@@ -268,8 +276,6 @@ def mcc_loss(y_true: Tensor, y_pred: Tensor, mode: str = "binary", from_logits: 
     """
     return run(_mcc_core, y_true, y_pred, sample_weight, mode=mode, from_logits=from_logits,
                ignore_index=ignore_index, per_image=per_image, data_format=data_format, smooth=smooth)
-
-
 
 
 @register
