@@ -34,13 +34,19 @@ def load_folder(folder: str) -> dict:
     results = {}
     for path in sorted(Path(folder).glob("*.keras")):
         data = np.load(path.with_suffix(".npz"))
+        # one input `x` or several `x0`, `x1`, ...; one target `y` or one `y_<output>` per output
+        x = data["x"] if "x" in data.files else [data[f"x{i}"] for i in range(sum(k[:1] == "x" for k in data.files))]
+        y = data["y"] if "y" in data.files else {k[2:]: data[k] for k in data.files if k.startswith("y_")}
         model = keras.saving.load_model(path, compile=True)
         loss = model.loss
+        value = model.evaluate(x, y, batch_size=len(data["x"] if "x" in data.files else data["x0"]), verbose=0)
         results[path.stem] = {
             "loss_class": loss if isinstance(loss, str) else type(loss).__name__,
             "loss_config": loss.get_config() if hasattr(loss, "get_config") else None,
-            "evaluate": float(model.evaluate(data["x"], data["y"], batch_size=len(data["x"]), verbose=0)),
+            "evaluate": float(np.atleast_1d(value)[0]),  # the total loss for a multi-output model
             "weights": [w.tolist() for w in model.get_weights()],
+            "layer_classes": sorted({type(layer).__name__ for layer in model._flatten_layers()}),
+            "weighting_class": type(getattr(model, "loss_weighting", None)).__name__,
         }
     return results
 

@@ -140,7 +140,10 @@ def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> T
         [4.5]
     """
     y_true, y_pred = prepare_inputs(y_true, y_pred)
-    return ops.mean(ops.sqrt(ops.square(y_true - y_pred) + epsilon * epsilon), axis=-1)
+    # sqrt(r^2 + eps^2) as m * sqrt((r/m)^2 + (eps/m)^2), m = max(|r|, eps): no overflow at |r| = 1e30
+    r = ops.abs(y_true - y_pred)
+    m = ops.maximum(r, epsilon)
+    return ops.mean(m * ops.sqrt(ops.square(r / m) + ops.square(epsilon / m)), axis=-1)
 
 
 @register
@@ -302,8 +305,19 @@ def general_adaptive_loss(
         loss = -ops.expm1(-0.5 * sq)
     else:
         b = abs(alpha - 2.0)
-        loss = (b / alpha) * ops.expm1((alpha / 2.0) * ops.log1p(sq / b))
+        loss = (b / alpha) * ops.expm1((alpha / 2.0) * _log1p_square_over(y_true - y_pred, scale, b))
     return ops.mean(loss, axis=-1)
+
+
+def _log1p_square_over(residual: Tensor, scale: float, b: float) -> Tensor:
+    """`log1p((residual / scale)^2 / b)`, finite where the square overflows
+    float32 (|residual| of 1e30): there as `2 log(hypot(x, sqrt(b))) - log(b)`."""
+    x = ops.abs(residual / scale)
+    large = x > 1e15
+    small = ops.where(large, ops.zeros_like(x), x)
+    big = ops.where(large, x, ops.ones_like(x))
+    hypot_log = ops.log(big) + 0.5 * ops.log1p(b / ops.square(big))
+    return ops.where(large, 2.0 * hypot_log - math.log(b), ops.log1p(ops.square(small) / b))
 
 
 @register

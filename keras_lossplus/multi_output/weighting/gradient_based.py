@@ -205,7 +205,11 @@ class CAGrad(GradientStrategy):
     def combine_gradients(self, grads: Tensor, losses: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         grads = self._weighted(grads)
         num_tasks = self.num_tasks
-        gram = ops.matmul(grads, ops.transpose(grads))
+        # the coefficients do not depend on the gradients' scale: solve on gradients scaled to max |g| = 1,
+        # so that the Gram matrix of gradients of 1e30 does not overflow
+        largest = ops.max(ops.abs(grads))
+        scaled = grads / ops.where(largest > 0, largest, 1.0)
+        gram = ops.matmul(scaled, ops.transpose(scaled))
         c = self.alpha * ops.sqrt(ops.mean(gram) + 1e-8) + 1e-8
         w = cagrad_weights(gram, c, self.iterations)
         g_w_norm = ops.sqrt(ops.maximum(ops.sum(w * ops.matmul(gram, w)), 0.0))

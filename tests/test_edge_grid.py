@@ -1,0 +1,166 @@
+"""The edge-case grid (issue 18): every public class of `klp.losses`,
+`klp.layers` and `klp.weighting` (enumerated from `__all__`, so a new class
+cannot be forgotten) gives a finite value and gradient at every edge case
+of its input kind, under compilation, on float32, float16 and bfloat16
+inputs and on a batch of one. The table and the input makers are in
+`tests/edge_grid.py`; one compiled function per (class, shape, dtype)
+serves every edge case of that shape."""
+
+import numpy as np
+import pytest
+
+import keras
+import keras_lossplus as klp
+from tests.backend_utils import to_numpy
+from tests.edge_grid import (
+    ALL_CLASSES, HALF, KNOWN_GAPS, LAYER_KINDS, LOSS_KINDS, WEIGHTING_KINDS, as_tensor, check, compiled_value_and_grad,
+    TASK_LOSSES, TASKS, build_layer, contract_cases, fits, layer_edges, layer_function, loss_edges, make_layer,
+    task_gradients,
+)
+
+CASES = contract_cases()
+FIRST_CASE = {}
+for _case in CASES:
+    FIRST_CASE.setdefault(_case.cls, _case)
+
+
+def assert_no_new_failures(failures):
+    """Every failure is one of `KNOWN_GAPS` (reported, not fixed yet)."""
+    new = [f for f in failures if not f.known]
+    assert not new, "\n".join(map(str, new))
+
+
+def _id(cls):
+    return cls.__name__
+
+
+def test_every_public_class_has_an_entry_in_the_table():
+    assert len(ALL_CLASSES["losses"]) >= 46 and len(ALL_CLASSES["layers"]) >= 17
+    assert len(ALL_CLASSES["weighting"]) >= 11
+    for family, table in (("losses", LOSS_KINDS), ("layers", LAYER_KINDS), ("weighting", WEIGHTING_KINDS)):
+        missing = {c.__name__ for c in ALL_CLASSES[family]} - set(table)
+        assert not missing, f"public {family} without an entry in tests/edge_grid.py: {sorted(missing)}"
+        stale = set(table) - {c.__name__ for c in ALL_CLASSES[family]}
+        assert not stale, f"entries of tests/edge_grid.py that are no public {family}: {sorted(stale)}"
+    assert set(KNOWN_GAPS) <= set(LOSS_KINDS)
+    without_case = [c.__name__ for c in ALL_CLASSES["losses"] if c not in FIRST_CASE]
+    assert not without_case, f"public losses without a contract LossCase: {without_case}"
+
+
+# ------------------------------------------------------------------ losses
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES["losses"], ids=_id)
+def test_loss_is_finite_at_every_edge_case(cls, rng):
+    case = FIRST_CASE[cls]
+    loss = case.make()
+    y_true, y_pred = case.make_inputs(rng)
+    edges = loss_edges(case, y_true, y_pred)
+    step = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
+    failures = []
+    by_shape = {}
+    for name, (t, p) in edges.items():
+        by_shape.setdefault((t.shape, p.shape), []).append((name, t, p))
+    for group in by_shape.values():
+        batch = group[0][2].shape[0]
+        ones, zeros = np.ones((batch,), "float32"), np.zeros((batch,), "float32")
+        for name, t, p in group:
+            value, grad = step(as_tensor(t), as_tensor(p), as_tensor(ones))
+            check(cls.__name__, name, "float32", value, grad, failures)
+        name, t, p = group[0]
+        value, grad = step(as_tensor(t), as_tensor(p), as_tensor(zeros))
+        check(cls.__name__, f"{name}+all_sample_weights_zero", "float32", value, grad, failures)
+    # a batch of one (a new shape: one more compilation)
+    for name, t, p in [(n, t[:1], p[:1]) for n, t, p in next(iter(by_shape.values()))]:
+        value, grad = step(as_tensor(t), as_tensor(p), as_tensor(np.ones((1,), "float32")))
+        check(cls.__name__, f"{name}+batch_of_1", "float32", value, grad, failures)
+    # half precision predictions (one compilation per dtype)
+    for dtype in HALF:
+        for name, t, p in next(iter(by_shape.values())):
+            if fits(p, dtype):
+                ones = np.ones((p.shape[0],), "float32")
+                rounded = to_numpy(as_tensor(p, dtype)).astype("float32")
+                _, grad32 = step(as_tensor(t), as_tensor(rounded), as_tensor(ones))
+                value, grad = step(as_tensor(t), as_tensor(p, dtype), as_tensor(ones))
+                check(cls.__name__, name, dtype, value, grad, failures, grad32)
+    assert_no_new_failures(failures)
+
+
+# ------------------------------------------------------------------ layers
+
+LAYERS = [c for c in ALL_CLASSES["layers"] if LAYER_KINDS[c.__name__] != "abstract"]
+
+
+def test_abstract_layers_and_strategies_are_not_usable_as_is():
+    x = as_tensor(np.ones((2, 3)))
+    for cls in (c for c in ALL_CLASSES["layers"] if LAYER_KINDS[c.__name__] == "abstract"):
+        with pytest.raises(NotImplementedError):
+            cls()(x)
+    for cls in (c for c in ALL_CLASSES["weighting"] if WEIGHTING_KINDS[c.__name__] == "abstract"):
+        strategy = cls()
+        strategy.build_tasks(TASKS, [1.0] * 3)
+        if issubclass(cls, klp.weighting.GradientStrategy):
+            with pytest.raises(NotImplementedError):
+                strategy.combine_gradients(as_tensor(np.ones((3, 4))), as_tensor(np.ones(3)))
+        else:  # the base: the prior weights
+            weights, reg = strategy.loss_weights(as_tensor(np.ones(3)))
+            np.testing.assert_array_equal(to_numpy(weights), [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=_id)
+def test_layer_is_finite_at_every_edge_case(cls):
+    kind = LAYER_KINDS[cls.__name__]
+    edges = layer_edges(kind)
+    layer = make_layer(cls)
+    build_layer(layer, kind, *edges["random" if "random" in edges else next(iter(edges))])
+    step = compiled_value_and_grad(layer_function(layer, kind))
+    failures = []
+    for name, (labels, x) in edges.items():
+        value, grad = step(as_tensor(labels), as_tensor(x))
+        check(cls.__name__, name, "float32", value, grad, failures)
+    for name, (labels, x) in edges.items():
+        value, grad = step(as_tensor(labels[:1]), as_tensor(x[:1]))
+        check(cls.__name__, f"{name}+batch_of_1", "float32", value, grad, failures)
+    for dtype in HALF:
+        for name, (labels, x) in edges.items():
+            if fits(x, dtype):
+                rounded = to_numpy(as_tensor(x, dtype)).astype("float32")
+                _, grad32 = step(as_tensor(labels), as_tensor(rounded))
+                value, grad = step(as_tensor(labels), as_tensor(x, dtype))
+                check(cls.__name__, name, dtype, value, grad, failures, grad32)
+    assert_no_new_failures(failures)
+
+
+# ------------------------------------------------------------------ weighting strategies
+
+STRATEGIES = [c for c in ALL_CLASSES["weighting"] if WEIGHTING_KINDS[c.__name__] != "abstract"]
+
+
+@pytest.mark.parametrize("cls", STRATEGIES, ids=_id)
+def test_weighting_is_finite_at_every_edge_case(cls):
+    """Eager: the strategies update their state (`assign`) as they weigh,
+    which a pure compiled function cannot; the multi-task step that
+    compiles them is tested in tests/multi_output."""
+    failures = []
+    gradient_level = WEIGHTING_KINDS[cls.__name__] == "task_gradients"
+    if gradient_level:  # each gradient case once, with the task-loss cases in turn
+        names = list(TASK_LOSSES)
+        for i, (gname, grads) in enumerate(task_gradients().items()):
+            strategy = cls()
+            strategy.build_tasks(TASKS, [1.0, 0.5, 2.0])
+            name = names[i % len(names)]
+            direction, heads, logged = strategy.combine_gradients(as_tensor(grads), as_tensor(TASK_LOSSES[name]))
+            check(cls.__name__, f"{name}/grads_{gname}", "float32", direction, heads, failures)
+            check(cls.__name__, f"{name}/grads_{gname}/logged", "float32", logged, heads, failures)
+    for name, losses in ({} if gradient_level else TASK_LOSSES).items():
+        strategy = cls()
+        strategy.build_tasks(TASKS, [1.0, 0.5, 2.0])
+        losses = as_tensor(losses)
+        for step in range(3):  # state moves: DWA's epochs, FAMO's steps
+            weights, reg = strategy.loss_weights(losses)
+            check(cls.__name__, f"{name}/step{step}", "float32", weights, reg, failures)
+            if cls.__name__ == "DWA":
+                strategy.on_epoch_end({f"{t}_loss": float(v) for t, v in zip(TASKS, to_numpy(losses))})
+            if strategy.needs_post_step_losses:
+                strategy.after_step(losses, losses * 0.5)
+    assert_no_new_failures(failures)
