@@ -11,7 +11,7 @@ from keras import ops
 
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
 from keras_lossplus.losses.labels import check_integer_labels
-from keras_lossplus.losses.options import Options, number
+from keras_lossplus.losses.options import Options, number, unchecked
 
 Tensor = Any
 
@@ -46,12 +46,7 @@ def _check_base_loss(name: str, base_loss: Any) -> Any:
 _WEIGHT_OPTIONS = dict(samples_per_class=_check_counts, beta=number(low=0.0, high=1.0, high_open=True))
 
 
-def _effective_weights(samples_per_class: Sequence[float], beta: float) -> np.ndarray:
-    counts = np.asarray(samples_per_class, dtype="float64")
-    weights = (1.0 - beta) / (1.0 - np.power(beta, counts))
-    return weights / weights.sum() * len(counts)
-
-
+@Options(**_WEIGHT_OPTIONS)
 def class_balanced_weights(samples_per_class: Sequence[float], beta: float = 0.999) -> np.ndarray:
     r"""Per-class weights `(1 - beta) / (1 - beta ** n_c)`, scaled to sum to
     the number of classes.
@@ -66,8 +61,9 @@ def class_balanced_weights(samples_per_class: Sequence[float], beta: float = 0.9
         >>> print(class_balanced_weights([900, 100], beta=0.99).round(4))
         [0.776 1.224]
     """
-    options = Options(**_WEIGHT_OPTIONS).check({"samples_per_class": samples_per_class, "beta": beta})
-    return _effective_weights(**options)
+    counts = np.asarray(samples_per_class, dtype="float64")
+    weights = (1.0 - beta) / (1.0 - np.power(beta, counts))
+    return weights / weights.sum() * len(counts)
 
 
 def _sample_weights(y_true: Tensor, class_weights: Tensor) -> Tensor:
@@ -128,7 +124,7 @@ def class_balanced_loss(
         >>> print(keras.ops.convert_to_numpy(values).round(4))
         [0.4037 0.0634]
     """
-    weights = _effective_weights(samples_per_class, beta)
+    weights = unchecked(class_balanced_weights)(samples_per_class, beta)
     fn = base_loss.call if isinstance(base_loss, keras.losses.Loss) else base_loss
     y_true, y_pred = prepare_inputs(y_true, y_pred)
     w = _sample_weights(y_true, ops.convert_to_tensor(weights, dtype=y_pred.dtype))  # checks class ids first
