@@ -137,9 +137,10 @@ WEIGHTING_KINDS = {
 MEANINGLESS = {
     "embeddings": "1e30 embeddings: computed (finite value and gradient) by the losses on normalized or "
                   "margin-clipped distances; NPair (dot products) and soft nearest neighbour (squared "
-                  "distances) overflow: KNOWN_GAPS",
-    "values": "1e30 residuals: Charbonnier and Barron's loss are computed stably (hypot form); squared "
-              "residuals of 1e30 (Wasserstein p=2, MMD, Sinkhorn, contrastive) overflow: KNOWN_GAPS",
+                  "distances) refuse them (REFUSED)",
+    "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form) and Wasserstein p > 1 (scaled by the "
+              "largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
+              "of 1e30, refuse them (REFUSED)",
     "activations": "penalty layers: inputs up to 1e4 (a squared 1e30 activation is no meaningful penalty "
                    "input; not part of the grid); heads and proxy layers normalize: up to 1e30",
     "half": "float16 / bfloat16 inputs: the value must be finite; the gradient (of the input's dtype) wherever "
@@ -147,23 +148,22 @@ MEANINGLESS = {
 }
 
 
-# Known gaps: (class, edge case) still not finite, reported on issue 18 and
-# not fixed yet; every one of them is an input whose float32 value
-# overflows (squares or exponentials of 1e30). A failure not listed here
-# fails the grid; the list is kept short and explicit, never a skip.
-_OVERFLOW_1E30 = "squares of 1e30 overflow float32; neither computed stably nor refused yet"
-KNOWN_GAPS = {
-    "ContrastiveLoss": {"residual_1e+30": _OVERFLOW_1E30, "distance_1e+30": _OVERFLOW_1E30},
-    "MMDLoss": {"residual_1e+30": _OVERFLOW_1E30, "both_1e+30": _OVERFLOW_1E30},
-    "NPairLoss": {"embeddings_x1e+30": _OVERFLOW_1E30, "single_class_x1e30": _OVERFLOW_1E30},
-    "SoftNearestNeighborLoss": {"embeddings_x1e+30": _OVERFLOW_1E30, "single_class_x1e30": _OVERFLOW_1E30},
-    "SinkhornLoss": {"both_1e+30": _OVERFLOW_1E30},
-    "Wasserstein1DLoss": {"residual_1e+30": _OVERFLOW_1E30, "both_1e+30": _OVERFLOW_1E30},
-    "ProxyNCALoss": dict.fromkeys(
-        ["logits_pm1e+30", "logits_right_1e+30", "logits_wrong_1e+30"],
-        "XLA's CPU log_softmax of scores of 1e30 gives -inf under jax.jit",
-    ),
+# Refused inputs: (class, edge case) whose value does not exist in float32
+# (the squares or dot products of inputs of 1e30 are 1e60): eagerly the
+# loss raises a `ValueError` naming the argument; under compilation, where
+# nothing can raise, the input is clipped to the bound for the value with
+# the gradient passed through (`keras_lossplus.losses.magnitude`), so the
+# value and gradient are finite. The grid asks exactly this: the listed
+# cases are refused on the eager backend (torch) and finite on the compiled
+# ones, and nothing else is refused anywhere.
+REFUSED = {
+    "ContrastiveLoss": {"residual_1e+30": "y_pred", "distance_1e+30": "y_pred"},
+    "MMDLoss": {"residual_1e+30": "y_pred", "both_1e+30": "y_true"},
+    "NPairLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
+    "SoftNearestNeighborLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
+    "SinkhornLoss": {"residual_1e+30": "y_pred", "both_1e+30": "y_true"},
 }
+EAGER = BACKEND not in XLA_BACKENDS
 
 
 def kind_of(cls) -> Optional[object]:
@@ -338,13 +338,38 @@ class Failure:
     what: str
     value: object
 
-    @property
-    def known(self) -> bool:
-        base = self.case.replace("+batch_of_1", "").replace("+all_sample_weights_zero", "")
-        return base in KNOWN_GAPS.get(self.cls, {})
-
     def __str__(self) -> str:
         return f"{self.cls} / {self.case} / {self.dtype} / {BACKEND}: {self.what} = {self.value}"
+
+
+def base_case(case: str) -> str:
+    """The edge case without its variant suffix (batch of one, zero weights)."""
+    return case.replace("+batch_of_1", "").replace("+all_sample_weights_zero", "")
+
+
+def refused_or_value(step: Callable, cls_name: str, case: str, refusals: dict, *args) -> Optional[tuple]:
+    """`step(*args)`, or None when the loss refused the input with a
+    `ValueError` (recorded in `refusals[case] = message`)."""
+    try:
+        return step(*args)
+    except ValueError as error:
+        refusals[case] = str(error)
+        return None
+
+
+def check_refusals(cls_name: str, refusals: dict) -> list:
+    """What is wrong with the refusals of a class (see `REFUSED`)."""
+    expected = REFUSED.get(cls_name, {}) if EAGER else {}
+    problems = []
+    for case, message in refusals.items():
+        argument = expected.get(base_case(case))
+        if argument is None:
+            problems.append(f"{cls_name} / {case} / {BACKEND}: refused, not listed in REFUSED: {message}")
+        elif f"`{argument}`" not in message:
+            problems.append(f"{cls_name} / {case}: the refusal does not name `{argument}`: {message}")
+    missing = set(expected) - {base_case(c) for c in refusals}
+    problems += [f"{cls_name} / {case} / {BACKEND}: listed in REFUSED but computed" for case in sorted(missing)]
+    return problems
 
 
 def check(cls_name: str, case: str, dtype: str, value, grad, failures: list, grad32=None) -> None:

@@ -13,9 +13,9 @@ import keras
 import keras_lossplus as klp
 from tests.backend_utils import to_numpy
 from tests.edge_grid import (
-    ALL_CLASSES, HALF, KNOWN_GAPS, LAYER_KINDS, LOSS_KINDS, WEIGHTING_KINDS, as_tensor, check, compiled_value_and_grad,
-    TASK_LOSSES, TASKS, build_layer, contract_cases, fits, layer_edges, layer_function, loss_edges, make_layer,
-    task_gradients,
+    ALL_CLASSES, HALF, LAYER_KINDS, LOSS_KINDS, REFUSED, TASK_LOSSES, TASKS, WEIGHTING_KINDS, as_tensor, build_layer,
+    check, check_refusals, compiled_value_and_grad, contract_cases, fits, layer_edges, layer_function, loss_edges,
+    make_layer, refused_or_value, task_gradients,
 )
 
 CASES = contract_cases()
@@ -24,10 +24,8 @@ for _case in CASES:
     FIRST_CASE.setdefault(_case.cls, _case)
 
 
-def assert_no_new_failures(failures):
-    """Every failure is one of `KNOWN_GAPS` (reported, not fixed yet)."""
-    new = [f for f in failures if not f.known]
-    assert not new, "\n".join(map(str, new))
+def assert_finite(failures):
+    assert not failures, "\n".join(map(str, failures))
 
 
 def _id(cls):
@@ -42,7 +40,7 @@ def test_every_public_class_has_an_entry_in_the_table():
         assert not missing, f"public {family} without an entry in tests/edge_grid.py: {sorted(missing)}"
         stale = set(table) - {c.__name__ for c in ALL_CLASSES[family]}
         assert not stale, f"entries of tests/edge_grid.py that are no public {family}: {sorted(stale)}"
-    assert set(KNOWN_GAPS) <= set(LOSS_KINDS)
+    assert set(REFUSED) <= set(LOSS_KINDS)
     without_case = [c.__name__ for c in ALL_CLASSES["losses"] if c not in FIRST_CASE]
     assert not without_case, f"public losses without a contract LossCase: {without_case}"
 
@@ -56,34 +54,51 @@ def test_loss_is_finite_at_every_edge_case(cls, rng):
     loss = case.make()
     y_true, y_pred = case.make_inputs(rng)
     edges = loss_edges(case, y_true, y_pred)
-    step = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
-    failures = []
+    compiled = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
+    failures, refusals = [], {}
+
+    def run(name, dtype, t, p, w, grad32=None):
+        out = refused_or_value(compiled, cls.__name__, f"{name}/{dtype}", refusals, as_tensor(t), p, as_tensor(w))
+        if out is not None:
+            check(cls.__name__, name, dtype, *out, failures, grad32)
+        return out
+
     by_shape = {}
     for name, (t, p) in edges.items():
         by_shape.setdefault((t.shape, p.shape), []).append((name, t, p))
     for group in by_shape.values():
         batch = group[0][2].shape[0]
-        ones, zeros = np.ones((batch,), "float32"), np.zeros((batch,), "float32")
         for name, t, p in group:
-            value, grad = step(as_tensor(t), as_tensor(p), as_tensor(ones))
-            check(cls.__name__, name, "float32", value, grad, failures)
+            run(name, "float32", t, as_tensor(p), np.ones((batch,), "float32"))
         name, t, p = group[0]
-        value, grad = step(as_tensor(t), as_tensor(p), as_tensor(zeros))
-        check(cls.__name__, f"{name}+all_sample_weights_zero", "float32", value, grad, failures)
+        run(f"{name}+all_sample_weights_zero", "float32", t, as_tensor(p), np.zeros((batch,), "float32"))
     # a batch of one (a new shape: one more compilation)
     for name, t, p in [(n, t[:1], p[:1]) for n, t, p in next(iter(by_shape.values()))]:
-        value, grad = step(as_tensor(t), as_tensor(p), as_tensor(np.ones((1,), "float32")))
-        check(cls.__name__, f"{name}+batch_of_1", "float32", value, grad, failures)
+        run(f"{name}+batch_of_1", "float32", t, as_tensor(p), np.ones((1,), "float32"))
     # half precision predictions (one compilation per dtype)
     for dtype in HALF:
         for name, t, p in next(iter(by_shape.values())):
             if fits(p, dtype):
                 ones = np.ones((p.shape[0],), "float32")
                 rounded = to_numpy(as_tensor(p, dtype)).astype("float32")
-                _, grad32 = step(as_tensor(t), as_tensor(rounded), as_tensor(ones))
-                value, grad = step(as_tensor(t), as_tensor(p, dtype), as_tensor(ones))
-                check(cls.__name__, name, dtype, value, grad, failures, grad32)
-    assert_no_new_failures(failures)
+                reference = refused_or_value(compiled, cls.__name__, f"{name}/{dtype}", refusals, as_tensor(t),
+                                             as_tensor(rounded), as_tensor(ones))
+                if reference is not None:
+                    run(name, dtype, t, as_tensor(p, dtype), ones, reference[1])
+    assert_finite(failures + check_refusals(cls.__name__, {c.split("/")[0]: m for c, m in refusals.items()}))
+
+
+@pytest.mark.parametrize("cls,case,argument", [(c, k, a) for c, cases in REFUSED.items() for k, a in cases.items()])
+def test_refused_inputs_are_refused_eagerly_naming_the_argument(cls, case, argument, rng):
+    """On every backend, eagerly: the listed edge cases raise a
+    `ValueError` naming the argument (under compilation the grid above
+    checks that they are finite)."""
+    loss_cls = getattr(klp.losses, cls)
+    loss_case = FIRST_CASE[loss_cls]
+    edges = loss_edges(loss_case, *loss_case.make_inputs(rng))
+    t, p = edges[case]
+    with pytest.raises(ValueError, match=f"`{argument}` holds values of magnitude"):
+        loss_case.make()(as_tensor(t), as_tensor(p))
 
 
 # ------------------------------------------------------------------ layers
@@ -128,7 +143,7 @@ def test_layer_is_finite_at_every_edge_case(cls):
                 _, grad32 = step(as_tensor(labels), as_tensor(rounded))
                 value, grad = step(as_tensor(labels), as_tensor(x, dtype))
                 check(cls.__name__, name, dtype, value, grad, failures, grad32)
-    assert_no_new_failures(failures)
+    assert_finite(failures)
 
 
 # ------------------------------------------------------------------ weighting strategies
@@ -163,4 +178,21 @@ def test_weighting_is_finite_at_every_edge_case(cls):
                 strategy.on_epoch_end({f"{t}_loss": float(v) for t, v in zip(TASKS, to_numpy(losses))})
             if strategy.needs_post_step_losses:
                 strategy.after_step(losses, losses * 0.5)
-    assert_no_new_failures(failures)
+    assert_finite(failures)
+
+
+BATCH_LEVEL = sorted({c.cls for c in CASES if c.batch_level}, key=_id)
+
+
+@pytest.mark.parametrize("cls", BATCH_LEVEL, ids=_id)
+def test_batch_level_loss_is_zero_when_every_sample_weight_is_zero(cls, rng):
+    """Nothing to score gives 0 with gradient 0 (the rule of every batch-level
+    loss: no valid anchor, every pixel ignored, every weight 0)."""
+    case = FIRST_CASE[cls]
+    loss = case.make()
+    y_true, y_pred = case.make_inputs(rng)
+    zeros = np.zeros((y_pred.shape[0],), "float32")
+    step = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
+    value, grad = step(as_tensor(y_true), as_tensor(y_pred), as_tensor(zeros))
+    assert float(to_numpy(value)) == 0.0
+    np.testing.assert_array_equal(to_numpy(grad), 0.0)

@@ -24,6 +24,7 @@ from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.labels import label_checked
 from keras_lossplus.losses.metric_learning.distances import distance, similarity
+from keras_lossplus.losses.magnitude import magnitude_checked
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.miners import positive_count
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
@@ -291,6 +292,8 @@ class LiftedStructureLoss(BatchLoss):
 
 
 @Options(distance=similarity, normalize=flag, chunk_size=chunk_size)
+@magnitude_checked("y_pred", when=lambda a: a["distance"] == "dot" and not a["normalize"],
+                   hint="Normalize the embeddings (`normalize=True`) or use `distance='cosine'`.")
 @label_checked
 @compiled_on_jax
 def npair_loss(
@@ -308,6 +311,12 @@ def npair_loss(
     averaged over the anchor-positive pairs; every other-class sample of the
     batch is a negative. Sohn's L2 penalty on the embeddings is not included
     (add `keras_lossplus.layers.L2Penalty` for it).
+
+    With the dot product and no normalization, inputs of magnitude beyond
+    `magnitude.squares_bound` (4.2e9 in float32) overflow its products:
+    eagerly they raise a `ValueError` naming the argument; under jit they
+    are clipped to the bound, with the gradient passed through (see
+    `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: Integer labels `(B,)` or `(B, 1)`.
@@ -563,6 +572,8 @@ class SupConLoss(BatchLoss):
 
 
 @Options(distance=distance, temperature=_positive, normalize=flag, chunk_size=chunk_size)
+@magnitude_checked("y_pred", when=lambda a: a["distance"] != "cosine" and not a["normalize"],
+                   hint="Normalize the embeddings (`normalize=True`) or use `distance='cosine'`.")
 @label_checked
 @compiled_on_jax
 def soft_nearest_neighbor_loss(
@@ -580,6 +591,12 @@ def soft_nearest_neighbor_loss(
 
     averaged over the anchors that have a positive and a negative: low when
     each sample's neighbourhood is dominated by its own class.
+
+    Without normalization or the cosine distance, inputs of magnitude beyond
+    `magnitude.squares_bound` (4.2e9 in float32) overflow its squares:
+    eagerly they raise a `ValueError` naming the argument; under jit they
+    are clipped to the bound, with the gradient passed through (see
+    `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: Integer labels `(B,)` or `(B, 1)`.

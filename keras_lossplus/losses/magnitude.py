@@ -1,0 +1,103 @@
+"""Inputs too large for a loss's squares: the one check of the losses whose
+value is quadratic in their inputs (squared distances, dot products,
+squared residuals) and so cannot be represented once the inputs pass about
+the fourth root of the largest float (`4.2e9` in float32: a square is then
+`1.7e19`, and sums of up to `1.7e19` squares still fit).
+
+Such an input is a mistake upstream (embeddings that were never normalized
+and blew up, a distance column read as something else); the loss's true
+value (`1e60` for a distance of `1e30`) does not exist in the dtype.
+
+* Eagerly (the values are concrete), the loss refuses it: a `ValueError`
+  naming the argument, its largest magnitude and the bound.
+* Inside a compiled function (`jax.jit`, `tf.function`, `jit_compile=True`)
+  nothing can raise. The input is clipped to the bound for the value, and
+  its gradient is passed through unchanged, so the loss stays finite and
+  training gets a finite gradient that points back into range, instead of
+  an `inf` or `NaN` that would poison every weight.
+
+Losses that normalize their embeddings (cosine similarity, `normalize=True`)
+have no such bound and skip the check.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lossplus import backend as klp_backend
+from keras_lossplus.ops import compute_dtype, largest_finite
+
+Tensor = Any
+
+
+def squares_bound(dtype: Any = "float32") -> float:
+    """The largest input magnitude a quadratic loss computing in `dtype`
+    accepts: the fourth root of the dtype's largest finite value.
+
+    Examples:
+        >>> f"{squares_bound('float32'):.2g}"
+        '4.2e+09'
+    """
+    return largest_finite(compute_dtype(dtype)) ** 0.25
+
+
+def check_magnitude(x: Any, name: str, owner: str = "", hint: str = "") -> None:
+    """Raise `ValueError` naming `name` when concrete `x` holds a value
+    beyond `squares_bound` (or a non-finite one); nothing for a traced `x`.
+    `hint` ends the message: what to do about it."""
+    if not isinstance(x, (np.ndarray, list, tuple, float, int)) and not klp_backend.is_concrete(x):
+        return
+    values = np.asarray(ops.convert_to_numpy(x) if not isinstance(x, (list, tuple, float, int)) else x)
+    if values.size == 0 or not np.issubdtype(values.dtype, np.floating):
+        return
+    bound = squares_bound(values.dtype)
+    biggest = float(np.max(np.abs(values)))
+    if not biggest <= bound:  # also NaN
+        raise ValueError(
+            f"{owner}`{name}` holds values of magnitude up to {biggest:.3g}; this loss squares (or multiplies) "
+            f"them, which overflows {compute_dtype(values.dtype)} beyond {bound:.3g}. {hint or f'Rescale `{name}`.'} "
+            "(Under jit such values are clipped to the bound, with the gradient passed through.)"
+        )
+
+
+def clip_magnitude(x: Tensor) -> Tensor:
+    """`x` clipped to `+-squares_bound` in value, with the gradient of `x`
+    itself (1 everywhere, also beyond the bound)."""
+    x = ops.convert_to_tensor(x)
+    if not keras.backend.is_float_dtype(x.dtype):
+        return x  # refused later by the loss's own input check
+    bound = squares_bound(x.dtype)
+    beyond = ops.abs(x) > bound
+    passed = ops.stop_gradient(ops.clip(x, -bound, bound)) + (x - ops.stop_gradient(x))
+    return ops.where(beyond, passed, x)
+
+
+def magnitude_checked(*names: str, when: Optional[Callable[[dict], bool]] = None, hint: str = "") -> Callable:
+    """Decorate a loss function so that its arguments `names` are checked
+    (`check_magnitude`, with `hint`) and clipped (`clip_magnitude`) before
+    it runs, outside any `compiled_on_jax` compilation below it.
+    `when(arguments)` (the call's bound arguments with their defaults) says
+    whether the call needs it (e.g. not when the embeddings are normalized)."""
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            if when is None or when(bound.arguments):
+                for name in names:
+                    check_magnitude(bound.arguments[name], name, f"{fn.__name__}: ", hint)
+                    bound.arguments[name] = clip_magnitude(bound.arguments[name])
+            return fn(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return decorate
