@@ -141,8 +141,9 @@ MEANINGLESS = {
     "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form) and Wasserstein p > 1 (scaled by the "
               "largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
               "of 1e30, refuse them (REFUSED)",
-    "activations": "penalty layers: inputs up to 1e4 (a squared 1e30 activation is no meaningful penalty "
-                   "input; not part of the grid); heads and proxy layers normalize: up to 1e30",
+    "activations": "penalty layers: L1, KL-sparsity, entropy and orthogonality (normalized) are computed at 1e30; "
+                   "the quadratic ones (L2, elastic net, decorrelation, variance-covariance, center, Gaussian KL) "
+                   "refuse 1e30 (REFUSED_BY_LAYERS); heads and proxy layers normalize: computed",
     "half": "float16 / bfloat16 inputs: the value must be finite; the gradient (of the input's dtype) wherever "
             "the float32 gradient at the same rounded input fits in that dtype",
 }
@@ -162,6 +163,13 @@ REFUSED = {
     "NPairLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
     "SoftNearestNeighborLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
     "SinkhornLoss": {"residual_1e+30": "y_pred", "both_1e+30": "y_true"},
+}
+_HUGE_INPUTS = {"inputs_pm1e+30": "inputs", "inputs_x1e+30": "inputs"}
+REFUSED_BY_LAYERS = {
+    **dict.fromkeys(["L2Penalty", "ElasticNetPenalty", "DecorrelationPenalty", "VarianceCovariancePenalty"],
+                    _HUGE_INPUTS),
+    "CenterPenalty": dict.fromkeys(_HUGE_INPUTS, "embeddings"),
+    "GaussianSampling": dict.fromkeys(_HUGE_INPUTS, "z_mean"),
 }
 EAGER = BACKEND not in XLA_BACKENDS
 
@@ -347,19 +355,47 @@ def base_case(case: str) -> str:
     return case.replace("+batch_of_1", "").replace("+all_sample_weights_zero", "")
 
 
-def refused_or_value(step: Callable, cls_name: str, case: str, refusals: dict, *args) -> Optional[tuple]:
-    """`step(*args)`, or None when the loss refused the input with a
-    `ValueError` (recorded in `refusals[case] = message`)."""
-    try:
-        return step(*args)
-    except ValueError as error:
-        refusals[case] = str(error)
-        return None
+class GridRun:
+    """The edge cases of one class through its compiled `step(a, x, *rest)`:
+    the failures (non-finite value or gradient) and the refusals
+    (`ValueError`s) met, checked against `REFUSED` (or `table`) at the end."""
+
+    def __init__(self, cls_name: str, step: Callable, table: Optional[dict] = None) -> None:
+        self.cls_name, self.step, self.table = cls_name, step, table
+        self.failures, self.refusals = [], {}
+
+    def value(self, case: str, *args) -> Optional[tuple]:
+        """`step(*args)`, or None when the class refused the input."""
+        try:
+            return self.step(*args)
+        except ValueError as error:
+            self.refusals[case] = str(error)
+            return None
+
+    def run(self, case: str, dtype: str, *args, grad32=None) -> Optional[tuple]:
+        """`value`, checked finite (`check`)."""
+        out = self.value(case, *args)
+        if out is not None:
+            check(self.cls_name, case, dtype, *out, self.failures, grad32)
+        return out
+
+    def half(self, case: str, dtype: str, a, x: np.ndarray, *rest) -> None:
+        """`x` in `dtype`, its gradient checked where the float32 gradient at
+        the same rounded input fits in `dtype`."""
+        if not fits(x, dtype):
+            return
+        reference = self.value(case, a, as_tensor(to_numpy(as_tensor(x, dtype)).astype("float32")), *rest)
+        if reference is not None:
+            self.run(case, dtype, a, as_tensor(x, dtype), *rest, grad32=reference[1])
+
+    def problems(self) -> list:
+        return list(map(str, self.failures)) + check_refusals(self.cls_name, self.refusals, self.table)
 
 
-def check_refusals(cls_name: str, refusals: dict) -> list:
-    """What is wrong with the refusals of a class (see `REFUSED`)."""
-    expected = REFUSED.get(cls_name, {}) if EAGER else {}
+def check_refusals(cls_name: str, refusals: dict, table: Optional[dict] = None) -> list:
+    """What is wrong with the refusals of a class (see `REFUSED`, or
+    `table`)."""
+    expected = (REFUSED if table is None else table).get(cls_name, {}) if EAGER else {}
     problems = []
     for case, message in refusals.items():
         argument = expected.get(base_case(case))
@@ -421,8 +457,7 @@ def layer_edges(kind: str, batch: int = 6, dim: int = 3) -> Dict[str, tuple]:
     if kind in ("head", "proxy_head", "center", "activations", "gaussian"):
         edges["zero_vectors"] = (labels, np.zeros_like(x))
         edges["identical_rows"] = (labels, np.ones_like(x))
-        scales = HUGE if kind in ("head", "proxy_head") else HUGE[:2]  # see MEANINGLESS["activations"]
-        for s in scales:
+        for s in HUGE:
             edges[f"inputs_pm{s:g}"] = (labels, s * alt)
             edges[f"inputs_x{s:g}"] = (labels, s * x)
         if kind in ("head", "center"):

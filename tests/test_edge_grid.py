@@ -13,9 +13,9 @@ import keras
 import keras_lossplus as klp
 from tests.backend_utils import to_numpy
 from tests.edge_grid import (
-    ALL_CLASSES, HALF, LAYER_KINDS, LOSS_KINDS, REFUSED, TASK_LOSSES, TASKS, WEIGHTING_KINDS, as_tensor, build_layer,
-    check, check_refusals, compiled_value_and_grad, contract_cases, fits, layer_edges, layer_function, loss_edges,
-    make_layer, refused_or_value, task_gradients,
+    ALL_CLASSES, HALF, LAYER_KINDS, LOSS_KINDS, REFUSED, REFUSED_BY_LAYERS, TASK_LOSSES, TASKS, WEIGHTING_KINDS,
+    GridRun, as_tensor, build_layer, check, compiled_value_and_grad, contract_cases, layer_edges, layer_function,
+    loss_edges, make_layer, task_gradients,
 )
 
 CASES = contract_cases()
@@ -40,7 +40,7 @@ def test_every_public_class_has_an_entry_in_the_table():
         assert not missing, f"public {family} without an entry in tests/edge_grid.py: {sorted(missing)}"
         stale = set(table) - {c.__name__ for c in ALL_CLASSES[family]}
         assert not stale, f"entries of tests/edge_grid.py that are no public {family}: {sorted(stale)}"
-    assert set(REFUSED) <= set(LOSS_KINDS)
+    assert set(REFUSED) <= set(LOSS_KINDS) and set(REFUSED_BY_LAYERS) <= set(LAYER_KINDS)
     without_case = [c.__name__ for c in ALL_CLASSES["losses"] if c not in FIRST_CASE]
     assert not without_case, f"public losses without a contract LossCase: {without_case}"
 
@@ -54,38 +54,25 @@ def test_loss_is_finite_at_every_edge_case(cls, rng):
     loss = case.make()
     y_true, y_pred = case.make_inputs(rng)
     edges = loss_edges(case, y_true, y_pred)
-    compiled = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
-    failures, refusals = [], {}
-
-    def run(name, dtype, t, p, w, grad32=None):
-        out = refused_or_value(compiled, cls.__name__, f"{name}/{dtype}", refusals, as_tensor(t), p, as_tensor(w))
-        if out is not None:
-            check(cls.__name__, name, dtype, *out, failures, grad32)
-        return out
-
+    grid = GridRun(cls.__name__, compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw)))
     by_shape = {}
     for name, (t, p) in edges.items():
         by_shape.setdefault((t.shape, p.shape), []).append((name, t, p))
     for group in by_shape.values():
         batch = group[0][2].shape[0]
+        ones = as_tensor(np.ones((batch,), "float32"))
         for name, t, p in group:
-            run(name, "float32", t, as_tensor(p), np.ones((batch,), "float32"))
+            grid.run(name, "float32", as_tensor(t), as_tensor(p), ones)
         name, t, p = group[0]
-        run(f"{name}+all_sample_weights_zero", "float32", t, as_tensor(p), np.zeros((batch,), "float32"))
+        grid.run(f"{name}+all_sample_weights_zero", "float32", as_tensor(t), as_tensor(p), ones * 0.0)
     # a batch of one (a new shape: one more compilation)
-    for name, t, p in [(n, t[:1], p[:1]) for n, t, p in next(iter(by_shape.values()))]:
-        run(f"{name}+batch_of_1", "float32", t, as_tensor(p), np.ones((1,), "float32"))
+    for name, t, p in next(iter(by_shape.values())):
+        grid.run(f"{name}+batch_of_1", "float32", as_tensor(t[:1]), as_tensor(p[:1]), as_tensor(np.ones((1,))))
     # half precision predictions (one compilation per dtype)
     for dtype in HALF:
         for name, t, p in next(iter(by_shape.values())):
-            if fits(p, dtype):
-                ones = np.ones((p.shape[0],), "float32")
-                rounded = to_numpy(as_tensor(p, dtype)).astype("float32")
-                reference = refused_or_value(compiled, cls.__name__, f"{name}/{dtype}", refusals, as_tensor(t),
-                                             as_tensor(rounded), as_tensor(ones))
-                if reference is not None:
-                    run(name, dtype, t, as_tensor(p, dtype), ones, reference[1])
-    assert_finite(failures + check_refusals(cls.__name__, {c.split("/")[0]: m for c, m in refusals.items()}))
+            grid.half(name, dtype, as_tensor(t), p, as_tensor(np.ones((p.shape[0],))))
+    assert_finite(grid.problems())
 
 
 @pytest.mark.parametrize("cls,case,argument", [(c, k, a) for c, cases in REFUSED.items() for k, a in cases.items()])
@@ -128,22 +115,25 @@ def test_layer_is_finite_at_every_edge_case(cls):
     edges = layer_edges(kind)
     layer = make_layer(cls)
     build_layer(layer, kind, *edges["random" if "random" in edges else next(iter(edges))])
-    step = compiled_value_and_grad(layer_function(layer, kind))
-    failures = []
+    grid = GridRun(cls.__name__, compiled_value_and_grad(layer_function(layer, kind)), REFUSED_BY_LAYERS)
     for name, (labels, x) in edges.items():
-        value, grad = step(as_tensor(labels), as_tensor(x))
-        check(cls.__name__, name, "float32", value, grad, failures)
-    for name, (labels, x) in edges.items():
-        value, grad = step(as_tensor(labels[:1]), as_tensor(x[:1]))
-        check(cls.__name__, f"{name}+batch_of_1", "float32", value, grad, failures)
-    for dtype in HALF:
-        for name, (labels, x) in edges.items():
-            if fits(x, dtype):
-                rounded = to_numpy(as_tensor(x, dtype)).astype("float32")
-                _, grad32 = step(as_tensor(labels), as_tensor(rounded))
-                value, grad = step(as_tensor(labels), as_tensor(x, dtype))
-                check(cls.__name__, name, dtype, value, grad, failures, grad32)
-    assert_finite(failures)
+        grid.run(name, "float32", as_tensor(labels), as_tensor(x))
+        grid.run(f"{name}+batch_of_1", "float32", as_tensor(labels[:1]), as_tensor(x[:1]))
+        for dtype in HALF:
+            grid.half(name, dtype, as_tensor(labels), x)
+    assert_finite(grid.problems())
+
+
+@pytest.mark.parametrize("cls,case,argument", [(c, k, a) for c, cases in REFUSED_BY_LAYERS.items()
+                                                for k, a in cases.items()])
+def test_refused_layer_inputs_are_refused_eagerly_naming_the_argument(cls, case, argument):
+    kind = LAYER_KINDS[cls]
+    edges = layer_edges(kind)
+    layer = make_layer(getattr(klp.layers, cls))
+    build_layer(layer, kind, *edges["random"])
+    labels, x = edges[case]
+    with pytest.raises(ValueError, match=f"{cls}: `{argument}` holds values of magnitude"):
+        layer_function(layer, kind)(as_tensor(labels), as_tensor(x))
 
 
 # ------------------------------------------------------------------ weighting strategies

@@ -106,7 +106,7 @@ TABLE = [
     Mistake(
         "Embeddings that blew up (magnitude 1e30) to a loss on squared distances (`SoftNearestNeighborLoss`, eager)",
         lambda: L.SoftNearestNeighborLoss()(LABELS, 1e30 * EMB),
-        ValueError, r"soft_nearest_neighbor_loss: `y_pred` holds values of magnitude up to .*; this loss squares",
+        ValueError, r"soft_nearest_neighbor_loss: `y_pred` holds values of magnitude up to .*; this loss takes their squares",
     ),
     Mistake(
         "Float labels to `CenterPenalty`",

@@ -249,7 +249,7 @@ def mmd_loss(
     Squared distances come from one matmul (no square root), so identical
     points have a finite gradient.
 
-    Inputs of magnitude beyond `magnitude.squares_bound` (4.2e9 in float32)
+    Inputs of magnitude beyond `magnitude.squares_bound` (1.7e13 in float32)
     overflow its squares: eagerly they raise a `ValueError` naming the
     argument; under jit they are clipped to the bound, with the gradient
     passed through (see `keras_lossplus.losses.magnitude`).
@@ -426,7 +426,7 @@ def sinkhorn_loss(
     the distance between the means. A row of weight 0 has no mass (and no
     gradient); with no mass on either side the loss is 0.
 
-    Inputs of magnitude beyond `magnitude.squares_bound` (4.2e9 in float32)
+    Inputs of magnitude beyond `magnitude.squares_bound` (1.7e13 in float32)
     overflow its squares: eagerly they raise a `ValueError` naming the
     argument; under jit they are clipped to the bound, with the gradient
     passed through (see `keras_lossplus.losses.magnitude`).

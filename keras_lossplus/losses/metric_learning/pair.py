@@ -30,7 +30,7 @@ def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Ten
 
     $$\ell = y\, d^2 + (1 - y) \max(m - d, 0)^2$$
 
-    Inputs of magnitude beyond `magnitude.squares_bound` (4.2e9 in float32)
+    Inputs of magnitude beyond `magnitude.squares_bound` (1.7e13 in float32)
     overflow its squares: eagerly they raise a `ValueError` naming the
     argument; under jit they are clipped to the bound, with the gradient
     passed through (see `keras_lossplus.losses.magnitude`).

@@ -313,7 +313,7 @@ def npair_loss(
     (add `keras_lossplus.layers.L2Penalty` for it).
 
     With the dot product and no normalization, inputs of magnitude beyond
-    `magnitude.squares_bound` (4.2e9 in float32) overflow its products:
+    `magnitude.squares_bound` (1.7e13 in float32) overflow its products:
     eagerly they raise a `ValueError` naming the argument; under jit they
     are clipped to the bound, with the gradient passed through (see
     `keras_lossplus.losses.magnitude`).
@@ -593,7 +593,7 @@ def soft_nearest_neighbor_loss(
     each sample's neighbourhood is dominated by its own class.
 
     Without normalization or the cosine distance, inputs of magnitude beyond
-    `magnitude.squares_bound` (4.2e9 in float32) overflow its squares:
+    `magnitude.squares_bound` (1.7e13 in float32) overflow its squares:
     eagerly they raise a `ValueError` naming the argument; under jit they
     are clipped to the bound, with the gradient passed through (see
     `keras_lossplus.losses.magnitude`).
