@@ -108,7 +108,7 @@ class RecallAtK(_AtK):
         >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]])
         >>> metric.update_state(labels, x)
         >>> float(metric.result())
-        0.25
+        0.75
 
         In `compile`: `model.compile(optimizer, loss=klp.losses.SupConLoss(),
         metrics=[klp.metrics.RecallAtK(k=1), klp.metrics.MAPAtR()])`.
@@ -175,7 +175,7 @@ class MAPAtR(_RetrievalMetric):
         >>> labels = keras.ops.convert_to_tensor([0, 0, 0, 1])
         >>> metric.update_state(labels, keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.8, 0.2]]))
         >>> round(float(metric.result()), 4)
-        0.3333
+        0.4167
     """
 
     def __init__(self, distance: str = "cosine", name: Optional[str] = None, dtype: Any = None) -> None:
@@ -206,8 +206,8 @@ class RPrecision(_RetrievalMetric):
         >>> metric = klp.metrics.RPrecision()
         >>> labels = keras.ops.convert_to_tensor([0, 0, 0, 1])
         >>> metric.update_state(labels, keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.8, 0.2]]))
-        >>> round(float(metric.result()), 4)
-        0.3333
+        >>> float(metric.result())
+        0.5
     """
 
     def __init__(self, distance: str = "cosine", name: Optional[str] = None, dtype: Any = None) -> None:

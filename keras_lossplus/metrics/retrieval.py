@@ -302,9 +302,11 @@ def recall_at_k(query_labels, query_embeddings, reference_labels=None, reference
         >>> labels = keras.ops.convert_to_tensor([0, 0, 1, 1])
         >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]])
         >>> keras.ops.convert_to_numpy(recall_at_k(labels, x, k=1)).tolist()
-        [1.0, 0.0, 0.0, 0.0]
-        >>> keras.ops.convert_to_numpy(recall_at_k(labels, x, k=2)).tolist()
         [1.0, 1.0, 0.0, 1.0]
+        >>> keras.ops.convert_to_numpy(recall_at_k(labels, x, k=3)).tolist()
+        [1.0, 1.0, 1.0, 1.0]
+
+        The third query's nearest are the two of label 0, then its positive.
     """
     k = _checked(distance, k)
     return recall_from_ranking(*_ranking(query_labels, query_embeddings, reference_labels, reference_embeddings,
@@ -333,7 +335,7 @@ def precision_at_one(query_labels, query_embeddings, reference_labels=None, refe
         >>> labels = keras.ops.convert_to_tensor([0, 0, 1, 1])
         >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]])
         >>> keras.ops.convert_to_numpy(precision_at_one(labels, x)).tolist()
-        [1.0, 0.0, 0.0, 0.0]
+        [1.0, 1.0, 0.0, 1.0]
     """
     _checked(distance)
     return recall_from_ranking(*_ranking(query_labels, query_embeddings, reference_labels, reference_embeddings,
@@ -367,8 +369,11 @@ def map_at_r(query_labels, query_embeddings, reference_labels=None, reference_em
     Examples:
         >>> labels = keras.ops.convert_to_tensor([0, 0, 0, 1])
         >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.8, 0.2]])
-        >>> [round(v, 4) for v in keras.ops.convert_to_numpy(map_at_r(labels, x)).tolist()]
-        [0.5, 0.5, 0.0, 0.0]
+        >>> keras.ops.convert_to_numpy(map_at_r(labels, x)).tolist()
+        [0.5, 0.5, 0.25, 0.0]
+
+        The first query ranks its two positives 1st and 3rd: `(1/1 + 0) / 2`
+        (the 3rd is beyond `R = 2`); the last query has no positive.
     """
     _checked(distance)
     return map_at_r_from_ranking(*_ranking(query_labels, query_embeddings, reference_labels, reference_embeddings,
@@ -398,7 +403,7 @@ def r_precision(query_labels, query_embeddings, reference_labels=None, reference
         >>> labels = keras.ops.convert_to_tensor([0, 0, 0, 1])
         >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.8, 0.2]])
         >>> keras.ops.convert_to_numpy(r_precision(labels, x)).tolist()
-        [0.5, 0.5, 0.0, 0.0]
+        [0.5, 0.5, 0.5, 0.0]
     """
     _checked(distance)
     return r_precision_from_ranking(*_ranking(query_labels, query_embeddings, reference_labels,
@@ -430,8 +435,10 @@ def ndcg_at_k(query_labels, query_embeddings, reference_labels=None, reference_e
     Examples:
         >>> labels = keras.ops.convert_to_tensor([0, 0, 1, 1])
         >>> x = keras.ops.convert_to_tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]])
-        >>> [round(v, 4) for v in keras.ops.convert_to_numpy(ndcg_at_k(labels, x, k=2)).tolist()]
-        [1.0, 0.6309, 0.0, 0.6309]
+        >>> keras.ops.convert_to_numpy(ndcg_at_k(labels, x, k=3)).tolist()
+        [1.0, 1.0, 0.5, 1.0]
+
+        The third query's one positive is 3rd: `(1 / log2(4)) / (1 / log2(2))`.
     """
     k = _checked(distance, k)
     return ndcg_from_ranking(*_ranking(query_labels, query_embeddings, reference_labels, reference_embeddings,
