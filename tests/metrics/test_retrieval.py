@@ -65,7 +65,7 @@ def test_every_function_matches_the_numpy_reference(distance, held_out, rng):
     labels, x = R.batch(rng)
     refs = R.batch(rng, lone=0) if held_out else (None, None)
     for name in R.METRICS:
-        for k in ((1, 3, 7) if _k(name, 1) else (None,)):
+        for k in ((1, 3, 50) if _k(name, 1) else (None,)):  # 50: more than the references
             got = _call(name, labels, x, *refs, k=k, distance=distance)
             want, mask = R.per_query(name, labels, x, *refs, k=k or 1, distance=distance)
             np.testing.assert_allclose(got, want, **TOL, err_msg=f"{name} k={k} {distance}")
@@ -94,10 +94,10 @@ def _pml_accuracy(distance, labels, x, ref_labels=None, ref_x=None):
 @pytest.mark.parametrize("distance", ["cosine", "euclidean"])
 @pytest.mark.parametrize("held_out", [False, True], ids=["in_batch", "held_out"])
 def test_functions_match_pytorch_metric_learning(distance, held_out, rng):
-    labels, x = R.batch(rng, classes=5, per_class=6, lone=2)
-    refs = R.batch(rng, classes=5, per_class=4, lone=0) if held_out else (None, None)
-    if held_out:  # a query label absent from the references: a lone query there too
-        labels = np.where(labels == 5, 9, labels)
+    # the queries' lone label 4 is absent from the references too (the shapes of the
+    # other tests: eager JAX compiles each operation once per shape)
+    labels, x = R.batch(rng)
+    refs = R.batch(rng, lone=0) if held_out else (None, None)
     peer = _pml_accuracy(distance, labels, x, *refs)
     mask = to_numpy(klp.metrics.has_positive(labels, refs[0]))
     assert 0 < mask.sum() < len(mask)
@@ -133,13 +133,13 @@ def test_ndcg_matches_sklearn(held_out, rng):
 
 
 def test_ties_go_to_the_lower_reference_index():
-    labels = np.array([0, 1, 0, 1], "int32")
-    x = np.ones((4, 3), "float32")  # every distance ties
+    labels = np.array([0, 1, 0, 1, 2], "int32")
+    x = np.ones((5, 4), "float32")  # every distance ties
     for distance in DISTANCES:
-        # query 0 ranks 1, 2, 3 and query 1 ranks 0, 2, 3 (index order): only
-        # query 2 has a positive first; at k=2 query 1 still has none
-        assert _call("recall_at_k", labels, x, k=1, distance=distance).tolist() == [0, 0, 1, 0]
-        assert _call("recall_at_k", labels, x, k=2, distance=distance).tolist() == [1, 0, 1, 1]
+        # query 0 ranks 1, 2, 3, 4 and query 1 ranks 0, 2, 3, 4 (index order):
+        # only query 2 has a positive first; at k=2 query 1 still has none
+        assert _call("recall_at_k", labels, x, k=1, distance=distance).tolist() == [0, 0, 1, 0, 0]
+        assert _call("recall_at_k", labels, x, k=2, distance=distance).tolist() == [1, 0, 1, 1, 0]
         want, _ = R.per_query("map_at_r", labels, x, distance=distance)
         np.testing.assert_allclose(_call("map_at_r", labels, x, distance=distance), want, **TOL)
 
@@ -170,8 +170,8 @@ def test_finite_at_identical_and_zero_embeddings_and_half_precision(distance, rn
 
 
 def test_a_batch_of_one_and_a_batch_without_positives_give_zero():
-    # one class per way of ranking: the count (Recall@K) and the sort (MAP@R, NDCG@K)
-    for cls in (klp.metrics.RecallAtK, klp.metrics.MAPAtR, klp.metrics.NDCGAtK):
+    # one class per way of ranking: the count (Recall@K) and the sort (MAP@R)
+    for cls in (klp.metrics.RecallAtK, klp.metrics.MAPAtR):
         metric = cls()
         metric.update_state(np.array([3]), np.ones((1, 4), "float32"))
         metric.update_state(np.array([0, 1, 2]), np.eye(3, 4, dtype="float32"))
@@ -185,7 +185,7 @@ def test_a_batch_of_one_and_a_batch_without_positives_give_zero():
 def test_metric_accumulates_the_weighted_mean_over_queries_with_a_positive(cls, rng):
     name, k = CLASS_OF[cls]
     metric = cls(k=3) if k else cls()
-    batches = [R.batch(rng, per_class=3), R.batch(rng, per_class=4)]
+    batches = [R.batch(rng), R.batch(rng)]
     weights = [rng.uniform(0.5, 2.0, size=len(b[0])).astype("float32") for b in batches]
     weights[1][:3] = 0.0  # weight 0: neither a query nor a reference
     total = count = 0.0
@@ -232,10 +232,10 @@ def test_compiled_fit_logs_the_metrics_and_saved_model_loads_them_in_a_fresh_pro
     """Every class in a compiled `fit`, then `evaluate` of the whole set as one
     batch equals the functions on `predict`; the model saved to `.keras`
     evaluates the same in a fresh process (compile=True)."""
-    labels, x = R.batch(rng, per_class=4)
+    labels, x = R.batch(rng)
     labels = labels.astype("float32")  # as a dataset usually hands them over
     model, metrics = _embedding_model()
-    history = model.fit(x, labels, batch_size=len(x) // 2, epochs=2, verbose=0)
+    history = model.fit(x, labels, batch_size=len(x), epochs=2, verbose=0)
     assert {m.name for m in metrics} <= set(history.history)
     logs = model.evaluate(x, labels, batch_size=len(x), verbose=0, return_dict=True)
     emb = model.predict(x, batch_size=len(x), verbose=0)
