@@ -87,7 +87,9 @@ class GradCacheModel(keras.Model):
     full-batch step (drawn per chunk), as any other sequence of draws would.
     Batch normalization sees per-chunk statistics (as in the paper's
     setting; prefer layer normalization in the encoder); its moving
-    statistics are updated once per chunk, by the second pass.
+    statistics are updated once per chunk, by the second pass. Loss scaling
+    (a `LossScaleOptimizer`, which Keras uses under `mixed_float16`) raises
+    a `ValueError` at the first step; `mixed_bfloat16` works.
 
     Args:
         encoder: a `keras.Model` or layer mapping `(B, *item)` to `(B, *out)`,
@@ -174,6 +176,11 @@ class GradCacheModel(keras.Model):
         return loss(y, y_pred, sample_weight)
 
     def train_step(self, *args: Any) -> Any:
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # (checked here, not in an overridden compile(): that would stop Keras compiling a loaded model)
+            raise ValueError(f"{type(self).__name__} does not support loss scaling (a LossScaleOptimizer, which "
+                             "Keras uses under the 'mixed_float16' policy); use the 'mixed_bfloat16' policy or "
+                             "'float32'.")
         return grad_cache_train_step(self, *args)
 
     # ------------------------------------------------------------- saving

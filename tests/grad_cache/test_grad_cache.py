@@ -202,3 +202,29 @@ def test_bad_encoder_and_inputs_raise():
     model.compile(optimizer="sgd", loss=None)
     with pytest.raises(ValueError, match="needs a `loss`"):
         model.train_on_batch(np.zeros((4, ITEM), "float32"), np.zeros((4,), "float32"))
+
+
+def test_loss_scaling_is_refused_naming_the_alternative():
+    model = klp.GradCacheModel(encoder(), chunk_size=4)
+    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()), loss="mse")
+    with pytest.raises(ValueError, match="mixed_bfloat16"):
+        model.train_on_batch(np.zeros((4, ITEM), "float32"), np.zeros((4, OUT), "float32"))
+
+
+def test_mixed_bfloat16_encoder():
+    """bfloat16 embeddings: the loss (float32) and the step stay finite and
+    close to the full batch's."""
+    x, y = data("supcon", 16, np.random.default_rng(4))
+    models = []
+    for cls in (klp.GradCacheModel, FullBatch):
+        keras.utils.set_random_seed(1)
+        enc = keras.Sequential([keras.Input((ITEM,)), keras.layers.Dense(16, activation="tanh", dtype="mixed_bfloat16"),
+                                keras.layers.Dense(OUT, dtype="mixed_bfloat16")])
+        model = cls(enc, chunk_size=4)
+        model.compile(optimizer=keras.optimizers.SGD(LR), loss=klp.losses.SupConLoss(), jit_compile=JITS[0])
+        models.append((float(np.asarray(model.train_on_batch(x, y))), weights(model)))
+    (loss, w), (expected, w_full) = models
+    assert np.isfinite(loss) and abs(loss - expected) < 1e-2 * abs(expected)
+    for a, b in zip(w, w_full):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, atol=2e-2)
