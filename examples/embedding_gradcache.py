@@ -20,6 +20,10 @@ whole batch (same weights, same pairs): the loss and every updated weight
 agree. It then compares the trained embedding with the raw pixels and the
 untrained network.
 
+About 10-30 s on 2 CPU cores. On a heavily loaded machine torch's
+multi-threaded matmuls on the small chunks can wait for each other (20 ms a
+call measured at a load of 11 on 2 cores); `OMP_NUM_THREADS=1` avoids it.
+
 Run:  python examples/embedding_gradcache.py [--epochs N] [--backend jax|tensorflow|torch] [--seed S]
       (the backend is --backend, else KERAS_BACKEND, else jax)
 """
