@@ -134,7 +134,7 @@ def test_other_in_batch_losses(kind):
     assert_same_step(kind, 16, 4, JITS[0])
 
 
-@pytest.mark.parametrize("jit", JITS)
+@pytest.mark.parametrize("jit", JITS[:1])
 @pytest.mark.parametrize("n, chunk_size", [(18, 4), (6, 8)], ids=["padded_last_chunk", "batch_below_chunk"])
 def test_batches_that_the_chunk_size_does_not_divide(n, chunk_size, jit):
     assert_same_step("supcon", n, chunk_size, jit)
