@@ -111,12 +111,12 @@ class CrossBatchMemory(PenaltyLayer):
         >>> layer = CrossBatchMemory(BatchContrastiveLoss(), memory_size=4)
         >>> labels = keras.ops.convert_to_tensor([0, 1])
         >>> x = keras.ops.convert_to_tensor([[0.0, 0.0], [0.0, 0.5]])
-        >>> _ = layer([x, labels], training=True)  # one positive pair in the memory: none yet
+        >>> _ = layer([x, labels], training=True)  # no positive pair in the batch alone
         >>> round(float(layer.penalty_value), 4)
-        0.5
-        >>> _ = layer([x + 1.0, labels], training=True)  # the first batch is in the memory
+        0.0
+        >>> _ = layer([x + 1.0, labels], training=True)  # positives: the first batch, in the queue
         >>> round(float(layer.penalty_value), 4)
-        1.0784
+        1.9142
         >>> int(layer.pointer), int(layer.filled)
         (0, 4)
     """
