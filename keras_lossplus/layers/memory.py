@@ -178,15 +178,14 @@ class CrossBatchMemory(PenaltyLayer):
         x = as_float32(embeddings)
         labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
         batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
-        # the queue's entries other than the slots the batch overwrites, oldest first
-        order = ops.mod(self.pointer + batch + ops.arange(self.memory_size - batch, dtype="int32"), self.memory_size)
-        in_use = ops.logical_and(order < self.filled, self.steps >= self.warmup_steps)
+        # the queue's filled slots, but for those the batch overwrites (its own entries, left out)
+        slots = ops.arange(self.memory_size, dtype="int32")
+        kept = ops.logical_and(slots < self.filled, ops.mod(slots - self.pointer, self.memory_size) >= batch)
+        in_use = ops.logical_and(kept, self.steps >= self.warmup_steps)
         # an unused slot gets a label no anchor has, so that no miner counts it as a positive
         unused_label = ops.min(labels) - 1
-        references = ops.concatenate([x, ops.stop_gradient(ops.take(self.memory, order, axis=0))], axis=0)
-        reference_labels = ops.concatenate(
-            [labels, ops.where(in_use, ops.take(self.memory_labels, order, axis=0), unused_label)], axis=0
-        )
+        references = ops.concatenate([x, ops.stop_gradient(ops.convert_to_tensor(self.memory))], axis=0)
+        reference_labels = ops.concatenate([labels, ops.where(in_use, ops.convert_to_tensor(self.memory_labels), unused_label)], axis=0)
         valid = ops.concatenate([ops.ones((batch,), "bool"), in_use], axis=0)
         # the loss function itself, not its cached jax.jit (which would keep the first call's `valid`)
         fn = inspect.unwrap(type(self.loss).fn)
