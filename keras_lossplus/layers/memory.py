@@ -10,7 +10,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lossplus.layers.base import PenaltyLayer, as_float32, register, two_input_shapes
+from keras_lossplus.layers.base import (
+    PenaltyLayer,
+    as_float32,
+    register,
+    two_input_shapes,
+)
 from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.metric_learning import (
     BatchContrastiveLoss,
@@ -93,6 +98,12 @@ class CrossBatchMemory(PenaltyLayer):
     `SoftNearestNeighborLoss`. The work per step is `O(B x memory_size)`.
     Under `tf.distribute` the replicas' batches are gathered (as for the
     losses' `cross_replica="gather"`); that path is not tested.
+
+    State (non-trainable variables): `memory` `(memory_size, D)` float32,
+    `memory_labels` `(memory_size,)` int32, `pointer` (the next slot to
+    write), `filled` (slots holding an entry) and `steps` (training steps
+    seen, counted up to `warmup_steps`). The loss of each call is in
+    `penalty_value` (logged by `keras_lossplus.PenaltyLogging`).
 
     Args:
         loss: The in-batch loss, e.g. `klp.losses.TripletLoss(mining="all")`.
