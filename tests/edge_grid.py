@@ -119,7 +119,7 @@ LOSS_KINDS = {
 LAYER_KINDS = {
     "ArcFace": "head", "CosFace": "head", "SubCenterArcFace": "head",
     "ProxyAnchor": "proxy_head", "ProxyNCA": "proxy_head", "CoralOutput": "proxy_head",
-    "CenterPenalty": "center", "GaussianSampling": "gaussian",
+    "CenterPenalty": "center", "GaussianSampling": "gaussian", "CrossBatchMemory": "memory",
     "DecorrelationPenalty": "activations", "ElasticNetPenalty": "activations", "L1Penalty": "activations",
     "L2Penalty": "activations", "OrthogonalityPenalty": "activations", "VarianceCovariancePenalty": "activations",
     "KLSparsityPenalty": "rates", "EntropyPenalty": "probabilities",
@@ -443,6 +443,8 @@ def make_layer(cls):
         return cls(num_classes=NUM_CLASSES)
     if name == "CoralOutput":
         return cls(num_classes=5)
+    if name == "CrossBatchMemory":
+        return cls(klp.losses.TripletLoss(), memory_size=8)
     return cls()
 
 
@@ -454,13 +456,13 @@ def layer_edges(kind: str, batch: int = 6, dim: int = 3) -> Dict[str, tuple]:
     labels = (np.arange(batch) % NUM_CLASSES).astype("float32")
     alt = _alternating(x.shape)
     edges = {"random": (labels, x)}
-    if kind in ("head", "proxy_head", "center", "activations", "gaussian"):
+    if kind in ("head", "proxy_head", "center", "memory", "activations", "gaussian"):
         edges["zero_vectors"] = (labels, np.zeros_like(x))
         edges["identical_rows"] = (labels, np.ones_like(x))
         for s in HUGE:
             edges[f"inputs_pm{s:g}"] = (labels, s * alt)
             edges[f"inputs_x{s:g}"] = (labels, s * x)
-        if kind in ("head", "center"):
+        if kind in ("head", "center", "memory"):
             edges["single_class"] = (np.zeros_like(labels), x)
     if kind == "rates":
         u = rng.uniform(size=x.shape).astype("float32")
@@ -485,6 +487,8 @@ def layer_function(layer, kind: str) -> Callable:
         return lambda labels, x: ops.sum(layer(x))
     if kind == "center":
         return lambda labels, x: layer.penalty((x, layer._one_hot(ops.cast(labels, "int32"), "float32")))
+    if kind == "memory":  # the batch against the queue that build_layer filled
+        return lambda labels, x: layer.memory_loss(x, ops.cast(labels, "int32"))
     if kind == "gaussian":
         return lambda labels, x: layer.penalty((x, ops.tanh(ops.cast(x, "float32")) * 50.0))  # z_log_var: exp fits float32
     return lambda labels, x: layer.penalty(x)
@@ -495,6 +499,9 @@ def build_layer(layer, kind: str, labels: np.ndarray, x: np.ndarray) -> None:
         layer([as_tensor(x), as_tensor(labels)], training=True)
     elif kind == "center":
         layer([as_tensor(x), as_tensor(labels, "int32")])
+    elif kind == "memory":  # two training steps: the queue is full
+        for _ in range(2):
+            layer([as_tensor(x), as_tensor(labels, "int32")], training=True)
     elif kind == "gaussian":
         layer([as_tensor(x), as_tensor(x)])
     else:
