@@ -55,7 +55,7 @@ def _prefixes(y_true: Any, y_pred: Tensor, dims: Sequence[int], normalize: bool)
             "Every entry of `matryoshka_dims` must be at most the embedding dimension "
             f"y_pred.shape[-1]={full}. Received: matryoshka_dims={list(dims)}"
         )
-    cut_targets = y_true is not None and tuple(ops.shape(y_true)) == tuple(ops.shape(y_pred))
+    cut_targets = y_true is not None and tuple(y_true.shape) == tuple(y_pred.shape)  # static shapes
     out = []
     for d in dims:
         piece = y_pred[..., :d]
