@@ -40,6 +40,7 @@ LOSS_MODULES = [
     "tests.losses.classification.test_bi_tempered_and_class_balanced",
     "tests.losses.metric_learning.test_triplet_and_pair",
     "tests.losses.metric_learning.test_proxy",
+    "tests.losses.metric_learning.test_in_batch",
     "tests.losses.segmentation.test_segmentation",
     "tests.losses.test_regression",
     "tests.losses.test_distribution",
@@ -95,6 +96,9 @@ LOSS_KINDS = {
     **{n: ("classes", "embeddings") for n in (
         "BatchContrastiveLoss", "LiftedStructureLoss", "MultiSimilarityLoss", "NPairLoss", "NTXentLoss",
         "QuadrupletLoss", "SoftNearestNeighborLoss", "SupConLoss", "TripletLoss")},
+    # stacked embeddings (B, m, D): anchors, positives, hard negatives; y_true ignored or pair scores
+    "MultipleNegativesRankingLoss": ("ignored", "stacked_pairs"), "MatryoshkaLoss": ("ignored", "stacked_pairs"),
+    "CoSENTLoss": ("pair_scores", "stacked_pairs"), "AnglELoss": ("pair_scores", "stacked_pairs"),
     # labels + scores against proxies
     "ProxyAnchorLoss": ("proxy_classes", "logits"), "ProxyNCALoss": ("proxy_classes", "logits"),
     # pair labels + pair distances
@@ -138,6 +142,8 @@ MEANINGLESS = {
     "embeddings": "1e30 embeddings: computed (finite value and gradient) by the losses on normalized or "
                   "margin-clipped distances; NPair (dot products) and soft nearest neighbour (squared "
                   "distances) refuse them (REFUSED)",
+    "stacked_pairs": "1e30 embeddings: computed (finite value and gradient) under cosine similarity, each "
+                     "vector divided by its largest entry before normalizing",
     "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form) and Wasserstein p > 1 (scaled by the "
               "largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
               "of 1e30, refuse them (REFUSED)",
@@ -259,8 +265,19 @@ def loss_edges(case: LossCase, y_true: np.ndarray, y_pred: np.ndarray) -> Dict[s
         edges["zero_vectors"] = (yt, np.zeros_like(yp))
         for s in HUGE:
             edges[f"embeddings_x{s:g}"] = (yt, s * yp)
+    elif pred_role == "stacked_pairs":
+        edges["identical_embeddings"] = (yt, np.ones_like(yp))
+        edges["zero_vectors"] = (yt, np.zeros_like(yp))
+        edges["positives_are_anchors"] = (yt, np.repeat(yp[:, :1], yp.shape[1], axis=1))
+        edges["zero_positives"] = (yt, np.concatenate([yp[:, :1], np.zeros_like(yp[:, 1:])], axis=1))
+        for s in HUGE:
+            edges[f"embeddings_x{s:g}"] = (yt, s * yp)
     # ---- labels
-    if label_role in ("binary", "pairs"):
+    if label_role == "pair_scores":
+        edges["tied_scores"] = (np.full_like(yt, 0.5), yp)
+        edges["scores_1e30"] = (1e30 * _alternating(yt.shape), yp)
+        edges["tied_scores_x1e30"] = (np.full_like(yt, 0.5), 1e30 * yp)
+    elif label_role in ("binary", "pairs"):
         edges["no_positives"] = (np.zeros_like(yt), yp)
         edges["single_class"] = (np.ones_like(yt), yp)
     elif label_role == "onehot":

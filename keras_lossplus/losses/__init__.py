@@ -42,3 +42,5 @@ list_net_loss = listnet_loss  # noqa: F405
 list_m_l_e_loss = listmle_loss  # noqa: F405
 approx_n_d_c_g_loss = approx_ndcg_loss  # noqa: F405
 m_c_c_loss = mcc_loss  # noqa: F405
+co_s_e_n_t_loss = cosent_loss  # noqa: F405
+angl_e_loss = angle_loss  # noqa: F405

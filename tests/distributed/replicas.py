@@ -47,6 +47,8 @@ LOSSES = {  # built lazily: L is imported by start()
     "supcon": lambda **kw: L.SupConLoss(temperature=0.5, **kw),
     "nt_xent": lambda **kw: L.NTXentLoss(temperature=0.5, **kw),
     "multi_similarity": lambda **kw: L.MultiSimilarityLoss(**kw),
+    # stacked (B, 2, D) anchor-positive embeddings; the labels mask same-class positives
+    "mnrl": lambda **kw: L.MultipleNegativesRankingLoss(scale=5.0, symmetric=True, mask_same_label=True, **kw),
 }
 
 
@@ -69,8 +71,11 @@ def strategy(distributed):
 
 
 def _metric_model(make_loss, **loss_kwargs):
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6), keras.layers.UnitNormalization()])
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=make_loss(**loss_kwargs), jit_compile=JIT)
+    loss = make_loss(**loss_kwargs)
+    stacked = [keras.layers.Dense(12), keras.layers.Reshape((2, 6))] if isinstance(
+        loss, L.MultipleNegativesRankingLoss) else [keras.layers.Dense(6)]
+    model = keras.Sequential([keras.Input((8,)), *stacked, keras.layers.UnitNormalization()])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss, jit_compile=JIT)
     return model
 
 

@@ -19,7 +19,7 @@ from tests.backend_utils import BACKEND
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "distributed" / "replicas.py"
-LOSSES = {"triplet_semihard", "triplet_all", "supcon", "nt_xent", "multi_similarity"}
+LOSSES = {"triplet_semihard", "triplet_all", "supcon", "nt_xent", "multi_similarity", "mnrl"}
 
 
 def _run(devices: int) -> dict:

@@ -20,7 +20,12 @@ from keras_lossplus.losses.labels import check_integer_labels
 from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, xla_compile
 
 # metric-learning losses whose y_true is not a class id
-NOT_CLASS_IDS = {"ContrastiveLoss": "y_true marks similar (1) / dissimilar (0) pairs of given distances"}
+NOT_CLASS_IDS = {
+    "ContrastiveLoss": "y_true marks similar (1) / dissimilar (0) pairs of given distances",
+    "MultipleNegativesRankingLoss": "y_true ignored unless mask_same_label=True (then checked: test_in_batch.py)",
+    "CoSENTLoss": "y_true holds the pairs' similarity scores", "AnglELoss": "y_true holds the pairs' similarity scores",
+    "MatryoshkaLoss": "a wrapper: its wrapped loss reads y_true",
+}
 ORDINAL_OPTIONS = {"WeightedKappaLoss": {"num_classes": 3}}
 
 BAD = {"nan": np.nan, "inf": np.inf, "half": 0.5}

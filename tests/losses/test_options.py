@@ -20,10 +20,11 @@ from keras_lossplus.losses.options import Options, flag, unchecked
 
 NOT_OPTIONS = {"self", "reduction", "name", "dtype", "cross_replica"}
 # constructor arguments without a default
-REQUIRED = {"num_classes": 4, "base_loss": klp.losses.FocalLoss(), "samples_per_class": [3.0, 1.0, 2.0]}
+REQUIRED = {"num_classes": 4, "base_loss": klp.losses.FocalLoss(), "samples_per_class": [3.0, 1.0, 2.0],
+            "loss": klp.losses.MultipleNegativesRankingLoss(), "matryoshka_dims": [4, 2]}
 BAD = "<not an option value>"  # refused by every check the losses use
 # checks only a class needs: it saves its base loss, so a plain function will not do
-CLASS_ONLY = {("ClassBalancedLoss", "base_loss")}
+CLASS_ONLY = {("ClassBalancedLoss", "base_loss"), ("MatryoshkaLoss", "loss")}
 
 CLASSES = sorted(
     {obj for obj in map(klp.losses.__dict__.get, klp.losses.__all__)
@@ -136,6 +137,8 @@ def _inputs(loss):
         return np.full((4, 3), 1 / 3, "float32"), np.eye(4, 3, dtype="float32")
     if name == "ContrastiveLoss":  # pair labels and pair distances
         return np.array([1.0, 0.0, 1.0, 0.0], "float32"), np.array([0.5, 0.25, 1.5, 0.1], "float32")
+    if name in ("MultipleNegativesRankingLoss", "CoSENTLoss", "AnglELoss", "MatryoshkaLoss"):  # stacked pairs
+        return np.array([0.0, 0.5, 1.0, 0.5], "float32"), rng.normal(size=(4, 2, 4)).astype("float32")
     if type(loss).__module__.startswith(metric_learning.__name__):  # labels and embeddings (or proxy scores)
         return np.array([0, 0, 1, 1], "int32"), np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]], "float32")
     if type(loss).__module__.startswith((classification.__name__, regression.__name__)):
@@ -162,7 +165,8 @@ def test_class_checks_once_and_calls_the_unchecked_function(cls, monkeypatch):
         value = value + cls(per_image=True)(y_true, y_pred)
     assert np.isfinite(keras.ops.convert_to_numpy(value))
     assert len(checks) == 1 + ("per_image" in loss._options)  # calling the loss object checks nothing
-    cls.fn(y_true, y_pred, **{**loss._options, **({"base_loss": loss.base_loss} if hasattr(loss, "base_loss") else {})})
+    wrapped = {k: getattr(loss, k) for k in ("base_loss", "loss") if hasattr(loss, k)}
+    cls.fn(y_true, y_pred, **{**loss._options, **wrapped})
     assert len(checks) == 2 + ("per_image" in loss._options)  # a direct call of the function does
     config = loss.get_config()
     assert set(_options(cls)) <= set(config) and cls.from_config(config).get_config() == config

@@ -23,7 +23,11 @@ Modules:
 * `miners`: the triplet miners (semi-hard, all, hard);
 * `reducers`: per-anchor numerators and counts to the loss,
   `sum_a w_a num_a / sum_a w_a cnt_a` over the valid anchors;
-* `pair`, `triplet`, `softmax`, `proxy`: the losses.
+* `pair`, `triplet`, `softmax`, `proxy`: the losses;
+* `in_batch`: the in-batch losses of sentence embeddings after
+  sentence-transformers (multiple negatives ranking, CoSENT, AnglE), on
+  stacked embeddings `(B, m, D)`: anchors, positives, hard negatives;
+* `matryoshka`: `MatryoshkaLoss`, any embedding loss over nested prefixes.
 
 The miners never build a `B x B x B` tensor: they loop over the anchors'
 positives, one positive per anchor per step (`B x B` work per step, as many
@@ -33,6 +37,15 @@ The loop carries no gradient; the loss is rebuilt from the coefficients,
 which gives the exact value and the exact gradient.
 """
 
+from keras_lossplus.losses.metric_learning.in_batch import (
+    AnglELoss,
+    CoSENTLoss,
+    MultipleNegativesRankingLoss,
+    angle_loss,
+    cosent_loss,
+    multiple_negatives_ranking_loss,
+)
+from keras_lossplus.losses.metric_learning.matryoshka import MatryoshkaLoss, matryoshka_loss
 from keras_lossplus.losses.metric_learning.pair import (
     BatchContrastiveLoss,
     ContrastiveLoss,
@@ -67,6 +80,13 @@ from keras_lossplus.losses.metric_learning.triplet import (
 )
 
 __all__ = [
+    "AnglELoss",
+    "CoSENTLoss",
+    "MatryoshkaLoss",
+    "MultipleNegativesRankingLoss",
+    "angle_loss",
+    "cosent_loss",
+    "multiple_negatives_ranking_loss",
     "BatchContrastiveLoss",
     "ContrastiveLoss",
     "LiftedStructureLoss",
@@ -82,6 +102,7 @@ __all__ = [
     "batch_contrastive_loss",
     "contrastive_loss",
     "lifted_structure_loss",
+    "matryoshka_loss",
     "multi_similarity_loss",
     "npair_loss",
     "nt_xent_loss",
