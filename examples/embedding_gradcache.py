@@ -93,20 +93,8 @@ def main() -> None:
 
     import keras_lossplus as klp
 
-    def stand_in_mnrl(y_true, y_pred, scale=20.0):
-        """Multiple negatives ranking loss on (N, m, D): anchor i (column 0)
-        against the items of columns 1.. of the whole batch; target: row i of
-        column 1. A stand-in for klp.losses.MultipleNegativesRankingLoss."""
-        del y_true
-        y_pred = ops.cast(y_pred, "float32")
-        unit = y_pred / ops.sqrt(ops.sum(y_pred**2, axis=-1, keepdims=True) + 1e-12)
-        candidates = ops.concatenate([unit[:, j] for j in range(1, unit.shape[1])], axis=0)
-        log_p = ops.log_softmax(scale * ops.matmul(unit[:, 0], ops.transpose(candidates)), axis=-1)
-        n = ops.shape(unit)[0]
-        return -ops.mean(ops.sum(log_p[:, :n] * ops.eye(n), axis=-1))
-
     def make_loss():
-        return stand_in_mnrl  # at merge: return klp.losses.MultipleNegativesRankingLoss()
+        return klp.losses.MultipleNegativesRankingLoss()
 
     def build(cls=klp.GradCacheModel):
         keras.utils.set_random_seed(args.seed)

@@ -10,10 +10,8 @@ The full-batch reference is the same model class with Keras' own
 backward over the whole batch. With SGD, a step's gradient is
 `(w_before - w_after) / learning_rate`.
 
-Convention (b) (pairs, `x` of shape `(N, m, *item)`) is tested with
-`stand_in_mnrl`, a small multiple-negatives ranking loss written here and
-checked against numpy: the package's `MultipleNegativesRankingLoss` is
-written on another branch (swap it in at merge)."""
+Convention (b) (pairs, `x` of shape `(N, m, *item)`) is tested with the
+package's `MultipleNegativesRankingLoss`, checked here against numpy."""
 
 import numpy as np
 import pytest
@@ -40,22 +38,6 @@ class ChunkedCall(FullBatch):
     def call(self, x, training=None):
         c = self.chunk_size
         return keras.ops.concatenate([self.encoder(x[i : i + c], training=training) for i in range(0, x.shape[0], c)])
-
-
-def stand_in_mnrl(y_true, y_pred, scale=20.0):
-    """Multiple negatives ranking loss on `y_pred` `(N, m, D)`: anchor `i`
-    (column 0) against every other column's items of the batch, cosine
-    similarities times `scale`, the target its own positive (column 1, row
-    `i`); `y_true` is ignored. Mean cross-entropy over the anchors."""
-    del y_true
-    y_pred = keras.ops.cast(y_pred, "float32")
-    unit = y_pred / keras.ops.sqrt(keras.ops.sum(y_pred**2, axis=-1, keepdims=True) + 1e-12)
-    anchors = unit[:, 0]
-    candidates = keras.ops.concatenate([unit[:, j] for j in range(1, unit.shape[1])], axis=0)
-    logits = scale * keras.ops.matmul(anchors, keras.ops.transpose(candidates))
-    log_p = keras.ops.log_softmax(logits, axis=-1)
-    n = keras.ops.shape(anchors)[0]
-    return -keras.ops.mean(keras.ops.sum(log_p[:, :n] * keras.ops.eye(n), axis=-1))
 
 
 def ref_mnrl(y_pred, scale=20.0):
@@ -104,7 +86,7 @@ LOSSES = {
     "supcon": klp.losses.SupConLoss,
     "ntxent": lambda: klp.losses.NTXentLoss(temperature=0.5),
     "triplet": klp.losses.TripletLoss,
-    "pairs": lambda: stand_in_mnrl,
+    "pairs": klp.losses.MultipleNegativesRankingLoss,
 }
 
 
@@ -140,9 +122,10 @@ def test_batches_that_the_chunk_size_does_not_divide(n, chunk_size, jit):
     assert_same_step("supcon", n, chunk_size, jit)
 
 
-def test_pairs_stand_in_loss_matches_numpy():
+def test_pairs_loss_matches_numpy():
     y_pred = np.random.default_rng(1).normal(size=(5, 3, 4)).astype("float32")
-    value = float(keras.ops.convert_to_numpy(stand_in_mnrl(None, keras.ops.convert_to_tensor(y_pred))))
+    loss = klp.losses.MultipleNegativesRankingLoss()
+    value = float(keras.ops.convert_to_numpy(loss(np.zeros((5,), "float32"), keras.ops.convert_to_tensor(y_pred))))
     np.testing.assert_allclose(value, ref_mnrl(y_pred), rtol=1e-5)
 
 
