@@ -7,7 +7,7 @@ that Keras 3 does not ship, on JAX, TensorFlow and PyTorch.
 
 __version__ = "0.1.0"
 
-from keras_lossplus import layers, losses, ops, schedules
+from keras_lossplus import distances, layers, losses, miners, ops, reducers, schedules
 from keras_lossplus.layers.logging import PenaltyLogging, log_penalties
 from keras_lossplus.multi_output import MultiOutputModel, MultiOutputTraining, weighting
 
@@ -16,10 +16,13 @@ __all__ = [
     "MultiOutputTraining",
     "PenaltyLogging",
     "__version__",
+    "distances",
     "layers",
     "log_penalties",
     "losses",
+    "miners",
     "ops",
+    "reducers",
     "schedules",
     "weighting",
 ]

@@ -23,7 +23,7 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.labels import label_checked
-from keras_lossplus.losses.metric_learning.distances import distance, similarity
+from keras_lossplus.losses.metric_learning.distances import distance, resolve_distance, similarity
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.miners import positive_count
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
@@ -94,7 +94,8 @@ def multi_similarity_loss(
         beta: Scale of the negative term, `> 0`.
         base: The similarity offset `lambda`.
         epsilon: The miner's margin, `>= 0`.
-        distance: Similarity: `"cosine"` or `"dot"`.
+        distance: Similarity: `"cosine"`, `"dot"` or a `Distance` with
+            `is_similarity=True` (`keras_lossplus.distances`).
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
 
@@ -111,6 +112,7 @@ def multi_similarity_loss(
         >>> round(float(multi_similarity_loss(labels, emb)), 4)
         0.3394
     """
+    distance = resolve_distance(distance, similarity=True)
 
     def term(rows):
         s = rows.similarities(distance)
@@ -208,7 +210,8 @@ def lifted_structure_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         margin: Margin `m >= 0`.
-        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        distance: `"euclidean"`, `"squared_euclidean"`, `"cosine"` or a
+            `Distance` (`keras_lossplus.distances`).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -226,6 +229,7 @@ def lifted_structure_loss(
         >>> round(float(lifted_structure_loss(labels, emb)), 4)
         2.4314
     """
+    distance = resolve_distance(distance)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
 
     def negatives(rows):
@@ -312,7 +316,8 @@ def npair_loss(
     Args:
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
-        distance: Similarity: `"dot"` (the paper's) or `"cosine"`.
+        distance: Similarity: `"dot"` (the paper's), `"cosine"` or a
+            `Distance` with `is_similarity=True`.
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -330,6 +335,7 @@ def npair_loss(
         >>> round(float(npair_loss(labels, emb)), 4)
         0.9575
     """
+    distance = resolve_distance(distance, similarity=True)
     def term(rows):
         return _pair_softmax(rows, rows.similarities(distance))
 
@@ -402,7 +408,8 @@ def nt_xent_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         temperature: `T > 0`.
-        distance: Similarity: `"cosine"` or `"dot"`.
+        distance: Similarity: `"cosine"`, `"dot"` or a `Distance` with
+            `is_similarity=True` (`keras_lossplus.distances`).
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
 
@@ -420,6 +427,7 @@ def nt_xent_loss(
         >>> round(float(nt_xent_loss(labels, emb, temperature=0.5)), 4)
         0.8707
     """
+    distance = resolve_distance(distance, similarity=True)
     def term(rows):
         return _pair_softmax(rows, rows.similarities(distance) / temperature)
 
@@ -494,7 +502,8 @@ def supcon_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         temperature: `T > 0`.
-        distance: Similarity: `"cosine"` or `"dot"`.
+        distance: Similarity: `"cosine"`, `"dot"` or a `Distance` with
+            `is_similarity=True` (`keras_lossplus.distances`).
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
 
@@ -510,6 +519,7 @@ def supcon_loss(
         >>> round(float(supcon_loss(labels, emb, temperature=0.5)), 4)
         0.8707
     """
+    distance = resolve_distance(distance, similarity=True)
     def term(rows):
         logits = rows.similarities(distance) / temperature
         log_prob = logits - masked_logsumexp(logits, rows.not_self, axis=1, keepdims=True)
@@ -585,7 +595,8 @@ def soft_nearest_neighbor_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         temperature: `T > 0`.
-        distance: `"squared_euclidean"` (the paper's), `"euclidean"` or `"cosine"`.
+        distance: `"squared_euclidean"` (the paper's), `"euclidean"`,
+            `"cosine"` or a `Distance` (`keras_lossplus.distances`).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -603,6 +614,7 @@ def soft_nearest_neighbor_loss(
         >>> round(float(soft_nearest_neighbor_loss(labels, emb)), 4)
         1.0912
     """
+    distance = resolve_distance(distance)
     def term(rows):
         logits = -rows.distances(distance) / temperature
         value = masked_logsumexp(logits, rows.not_self, axis=1) - masked_logsumexp(logits, rows.pos, axis=1)
