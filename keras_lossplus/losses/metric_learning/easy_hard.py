@@ -59,7 +59,9 @@ class BatchEasyHardMiner(Miner):
     `"semihard"` (the closest farther than the chosen positive) or `"all"`.
     The triplets are every chosen positive with every chosen negative; an
     anchor lacking either has none. `allowed_pos_range` / `allowed_neg_range`
-    `(low, high)` keep only the pairs whose distance is in the range. By
+    `(low, high)` restrict the pairs a strategy other than `"all"` chooses
+    from to those whose distance is in the range (the peer ignores them for
+    `"all"`, and so does this miner). By
     default the triplets' losses are averaged over those with a positive
     loss (`AvgNonZeroReducer`, as pytorch-metric-learning's
     `TripletMarginLoss`). `O(B^2)` work, a loop over positives only for
@@ -124,11 +126,12 @@ class BatchEasyHardMiner(Miner):
 
     def mine(self, rows, labels, d, margin, soft, nonzero):
         d = ops.stop_gradient(d)
-        pos = _within(rows.pos, d, self.allowed_pos_range)
-        neg = _within(rows.neg, d, self.allowed_neg_range)
         ps, ns = self.pos_strategy, self.neg_strategy
         if ps == ns == "all":
-            return all_triplets(rows, labels, d, margin, soft, nonzero, pos_mask=pos, neg_mask=neg)
+            return all_triplets(rows, labels, d, margin, soft, nonzero)
+        # as the peer, the ranges filter the pairs a strategy chooses from, not "all"
+        pos = rows.pos if ps == "all" else _within(rows.pos, d, self.allowed_pos_range)
+        neg = rows.neg if ns == "all" else _within(rows.neg, d, self.allowed_neg_range)
         if ps == "semihard":
             n_hot, d_an, has_n = self._negatives(d, neg)
             p_hot, d_ap, has_p = self._positives(d, pos, d_an)

@@ -173,23 +173,19 @@ def semihard_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft
     return one_negative_per_positive(rows, labels, d, margin, soft, nonzero, choose)
 
 
-def all_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft: bool, nonzero: Any = None,
-                 pos_mask: Any = None, neg_mask: Any = None) -> tuple:
+def all_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft: bool, nonzero: Any = None) -> tuple:
     """Per anchor: the sum of `f(d_ap - d_an + margin)` over every (positive,
-    negative) pair (within `pos_mask` and `neg_mask` when given), the number
+    negative) pair, the number
     of triplets it averages over (with `nonzero=None`, those with a positive
     loss for the hinge and all of them for the soft margin), and the loss's
     coefficients on `d`."""
     sg = ops.stop_gradient(d)
     zeros = ops.zeros_like(sg)
-    negatives = rows.neg if neg_mask is None else ops.logical_and(rows.neg, neg_mask)
     both = nonzero is not None and nonzero != (not soft)  # a count besides today's
 
     def step(p, used, d_ap, state):
         value, pos_coef, neg_coef, count = state[:4]
-        if pos_mask is not None:
-            used = ops.logical_and(used, ops.take_along_axis(pos_mask, ops.expand_dims(p, 1), axis=1)[:, 0])
-        on = ops.logical_and(negatives, ops.expand_dims(used, 1))
+        on = ops.logical_and(rows.neg, ops.expand_dims(used, 1))
         t = ops.expand_dims(d_ap, 1) - sg + margin
         if soft:
             slope = ops.where(on, ops.sigmoid(t), zeros)
