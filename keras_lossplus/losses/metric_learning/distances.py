@@ -71,8 +71,9 @@ class Distance(Component):
         return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
-        """`pairwise(a, b)`."""
-        return self.pairwise(a, b)
+        """`pairwise(a, b)` of tensors or arrays."""
+        a = ops.convert_to_tensor(a)
+        return self.pairwise(a, ops.convert_to_tensor(b, dtype=a.dtype))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

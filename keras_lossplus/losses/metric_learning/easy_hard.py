@@ -83,7 +83,7 @@ class BatchEasyHardMiner(Miner):
         >>> miner = BatchEasyHardMiner(pos_strategy="easy", neg_strategy="hard")
         >>> loss = klp.losses.TripletLoss(margin=1.0, mining=miner)
         >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])), 4)
-        0.6464
+        0.8619
     """
 
     def __init__(self, pos_strategy: str = "easy", neg_strategy: str = "semihard",

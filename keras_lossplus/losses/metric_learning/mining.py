@@ -96,7 +96,7 @@ class AllTripletsMiner(Miner):
         >>> import keras_lossplus as klp
         >>> loss = klp.losses.TripletLoss(mining=AllTripletsMiner())
         >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])), 4)
-        0.8047
+        0.7929
     """
 
     def mine(self, rows, labels, d, margin, soft, nonzero):
