@@ -7,7 +7,9 @@
 >>> loss = klp.losses.TripletLoss(mining=klp.miners.BatchEasyHardMiner("easy", "semihard"))
 """
 
-from keras_lossplus.losses.metric_learning.distance_weighted import DistanceWeightedMiner
+from keras_lossplus.losses.metric_learning.distance_weighted import (
+    DistanceWeightedMiner,
+)
 from keras_lossplus.losses.metric_learning.easy_hard import BatchEasyHardMiner
 from keras_lossplus.losses.metric_learning.mining import (
     AllTripletsMiner,

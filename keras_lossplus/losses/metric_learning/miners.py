@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from keras import ops
 
+from keras_lossplus.losses.metric_learning.distances import resolve_distance
 from keras_lossplus.losses.metric_learning.rows import Rows
 from keras_lossplus.ops import l2_normalize, largest_finite, masked_max, masked_min
 
@@ -23,6 +24,7 @@ def mined_loss(rows: Rows, labels: Tensor, miner: Callable, distance: Any, margi
     """A block's `(sum_a w_a value_a, sum_a w_a count_a)` for a miner returning
     stop-gradient `(value, count, coef)`, the first carrying the gradient
     `distance_gradient` gives it."""
+    distance = resolve_distance(distance)
     d = ops.stop_gradient(rows.distances(distance))
     value, count, coef = miner(rows, labels, d, margin, soft, nonzero)
     w = rows.weights

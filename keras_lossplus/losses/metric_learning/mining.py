@@ -7,8 +7,16 @@ from typing import Any
 
 import keras
 
-from keras_lossplus.losses.metric_learning.miners import all_triplets, hard_triplets, semihard_triplets
-from keras_lossplus.losses.metric_learning.reducers import AvgNonZeroReducer, MeanReducer, Reducer
+from keras_lossplus.losses.metric_learning.miners import (
+    all_triplets,
+    hard_triplets,
+    semihard_triplets,
+)
+from keras_lossplus.losses.metric_learning.reducers import (
+    AvgNonZeroReducer,
+    MeanReducer,
+    Reducer,
+)
 from keras_lossplus.losses.metric_learning.rows import Rows
 from keras_lossplus.losses.options import Component, component_or_choice
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from keras import ops
 
+from keras_lossplus.losses.metric_learning.distances import resolve_distance
 
 Tensor = Any
 
@@ -51,15 +52,15 @@ class Rows:
         return values[self.start : self.stop]
 
     def distances(self, distance: Any) -> Tensor:
-        """`(c, B)` distances (a `Distance`) from the anchors to every sample
-        (0 to themselves)."""
-        d = distance.pairwise(self.anchors, self.embeddings)
+        """`(c, B)` distances (a `Distance` or its name) from the anchors to
+        every sample (0 to themselves)."""
+        d = resolve_distance(distance).pairwise(self.anchors, self.embeddings)
         return ops.where(self.not_self, d, ops.zeros_like(d))
 
     def similarities(self, similarity: Any) -> Tensor:
-        """`(c, B)` similarities (a `Distance` with `is_similarity`) of the
-        anchors with every sample."""
-        return similarity.pairwise(self.anchors, self.embeddings)
+        """`(c, B)` similarities (a `Distance` with `is_similarity`, or
+        `"cosine"` / `"dot"`) of the anchors with every sample."""
+        return resolve_distance(similarity, similarity=True).pairwise(self.anchors, self.embeddings)
 
 
 def _block_bounds(batch: Optional[int], chunk_size: Optional[int]) -> list:

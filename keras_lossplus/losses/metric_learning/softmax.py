@@ -71,7 +71,7 @@ def multi_similarity_loss(
     beta: float = 50.0,
     base: float = 0.5,
     epsilon: float = 0.1,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
@@ -168,7 +168,7 @@ class MultiSimilarityLoss(BatchLoss):
         beta: float = 50.0,
         base: float = 0.5,
         epsilon: float = 0.1,
-        distance: str = "cosine",
+        distance: Any = "cosine",
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
@@ -191,7 +191,7 @@ def lifted_structure_loss(
     y_true: Tensor,
     y_pred: Tensor,
     margin: float = 1.0,
-    distance: str = "euclidean",
+    distance: Any = "euclidean",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -277,7 +277,7 @@ class LiftedStructureLoss(BatchLoss):
     def __init__(
         self,
         margin: float = 1.0,
-        distance: str = "euclidean",
+        distance: Any = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
@@ -300,7 +300,7 @@ class LiftedStructureLoss(BatchLoss):
 def npair_loss(
     y_true: Tensor,
     y_pred: Tensor,
-    distance: str = "dot",
+    distance: Any = "dot",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -371,7 +371,7 @@ class NPairLoss(BatchLoss):
 
     def __init__(
         self,
-        distance: str = "dot",
+        distance: Any = "dot",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
@@ -392,7 +392,7 @@ def nt_xent_loss(
     y_true: Tensor,
     y_pred: Tensor,
     temperature: float = 0.07,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
@@ -464,7 +464,7 @@ class NTXentLoss(BatchLoss):
     def __init__(
         self,
         temperature: float = 0.07,
-        distance: str = "cosine",
+        distance: Any = "cosine",
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
@@ -487,7 +487,7 @@ def supcon_loss(
     y_true: Tensor,
     y_pred: Tensor,
     temperature: float = 0.1,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
@@ -559,7 +559,7 @@ class SupConLoss(BatchLoss):
     def __init__(
         self,
         temperature: float = 0.1,
-        distance: str = "cosine",
+        distance: Any = "cosine",
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
@@ -579,7 +579,7 @@ def soft_nearest_neighbor_loss(
     y_true: Tensor,
     y_pred: Tensor,
     temperature: float = 1.0,
-    distance: str = "squared_euclidean",
+    distance: Any = "squared_euclidean",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -654,7 +654,7 @@ class SoftNearestNeighborLoss(BatchLoss):
     def __init__(
         self,
         temperature: float = 1.0,
-        distance: str = "squared_euclidean",
+        distance: Any = "squared_euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",

@@ -15,11 +15,17 @@ from keras import ops
 import keras_lossplus as klp
 from keras_lossplus.losses.metric_learning import distances as dist_module
 from keras_lossplus.losses.metric_learning.distance_weighted import sampling_weights
-from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, value_and_grad, xla_compile
+from tests.backend_utils import (
+    BACKEND,
+    XLA_BACKENDS,
+    to_numpy,
+    value_and_grad,
+    xla_compile,
+)
 from tests.losses.metric_learning import references as R
 
 D, M, L = klp.distances, klp.miners, klp.losses
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def _batch(seed=0, classes=4, per_class=3, dim=5):
@@ -151,21 +157,21 @@ def _compare(ours, peer, miner=None, seed=0, **batch):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_triplet_with_manhattan_distance_matches_pml(seed):
-    torch, losses, _, distances, _ = _pml()
+    _, losses, _, distances, _ = _pml()
     l1 = distances.LpDistance(p=1, normalize_embeddings=False)
     _compare(L.TripletLoss(margin=0.5, mining="all", distance=D.ManhattanDistance()),
              losses.TripletMarginLoss(margin=0.5, distance=l1), seed=seed)
 
 
 def test_batch_contrastive_with_manhattan_distance_matches_pml():
-    torch, losses, _, distances, _ = _pml()
+    _, losses, _, distances, _ = _pml()
     l1 = distances.LpDistance(p=1, normalize_embeddings=False)
     _compare(L.BatchContrastiveLoss(pos_margin=1.0, neg_margin=4.0, distance=D.ManhattanDistance()),
              losses.ContrastiveLoss(pos_margin=1.0, neg_margin=4.0, distance=l1))
 
 
 def test_ntxent_with_a_dot_product_object_matches_pml():
-    torch, losses, _, distances, _ = _pml()
+    _, losses, _, distances, _ = _pml()
     _compare(L.NTXentLoss(temperature=2.0, distance=D.DotProductSimilarity()),
              losses.NTXentLoss(temperature=2.0, distance=distances.DotProductSimilarity(normalize_embeddings=False)))
 
@@ -176,7 +182,7 @@ EASY_HARD = [("easy", "semihard"), ("semihard", "hard"), ("hard", "hard"), ("eas
 
 @pytest.mark.parametrize("pos, neg", EASY_HARD, ids=[f"{p}-{n}" for p, n in EASY_HARD])
 def test_batch_easy_hard_miner_matches_pml(pos, neg):
-    torch, losses, miners, distances, _ = _pml()
+    _, losses, miners, distances, _ = _pml()
     lp = distances.LpDistance(normalize_embeddings=False)
     ours = L.TripletLoss(margin=2.0, mining=M.BatchEasyHardMiner(pos, neg))
     peer = losses.TripletMarginLoss(margin=2.0, distance=lp)
@@ -185,7 +191,7 @@ def test_batch_easy_hard_miner_matches_pml(pos, neg):
 
 
 def test_batch_easy_hard_ranges_manhattan_and_sum_reducer_match_pml():
-    torch, losses, miners, distances, reducers = _pml()
+    _, losses, miners, distances, reducers = _pml()
     l1 = distances.LpDistance(p=1, normalize_embeddings=False)
     ours = L.TripletLoss(margin=1.0, distance=D.ManhattanDistance(), reducer=klp.reducers.SumReducer(),
                          mining=M.BatchEasyHardMiner("hard", "all", allowed_pos_range=(0.0, 6.0),
@@ -197,7 +203,7 @@ def test_batch_easy_hard_ranges_manhattan_and_sum_reducer_match_pml():
 
 
 def test_mean_reducer_over_all_triplets_matches_pml():
-    torch, losses, _, distances, reducers = _pml()
+    _, losses, _, distances, reducers = _pml()
     lp = distances.LpDistance(normalize_embeddings=False)
     _compare(L.TripletLoss(margin=0.5, mining="all", reducer="mean"),
              losses.TripletMarginLoss(margin=0.5, distance=lp, reducer=reducers.MeanReducer()))
