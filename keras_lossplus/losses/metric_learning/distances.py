@@ -211,33 +211,76 @@ class ManhattanDistance(Distance):
         return _manhattan(a, b)
 
 
-def _feature_blocks(a: Tensor, b: Tensor) -> list:
+def _feature_width(a: Tensor, b: Tensor) -> int:
+    """Features per block: `n x m x width <= _BLOCK_ELEMENTS` (all of them
+    when the batch sizes are unknown)."""
     n, m, dim = a.shape[0], b.shape[0], a.shape[-1]
-    width = dim if n is None or m is None else max(1, _BLOCK_ELEMENTS // max(n * m, 1))
-    return [(s, min(s + width, dim)) for s in range(0, dim, width)]
+    if n is None or m is None:
+        return dim
+    return max(1, min(dim, _BLOCK_ELEMENTS // max(n * m, 1)))
 
 
-def _signs(a: Tensor, b: Tensor, start: int, stop: int) -> Tensor:
-    return ops.sign(ops.expand_dims(a[:, start:stop], 1) - ops.expand_dims(b[:, start:stop], 0))
+def _over_feature_blocks(a: Tensor, b: Tensor, init: Any, fn: Callable) -> Any:
+    """`fn(a_block, b_block, carry) -> carry` over blocks of features, in a
+    loop (one block alive at a time); the features are zero-padded to a
+    whole number of blocks, which adds 0 to the distances and their
+    gradients."""
+    dim, width = a.shape[-1], _feature_width(a, b)
+    steps = -(-dim // width)
+    if steps == 1:
+        return fn(a, b, init)
+    pad = steps * width - dim
+    if pad:
+        a = ops.pad(a, [[0, 0], [0, pad]])
+        b = ops.pad(b, [[0, 0], [0, pad]])
+    n, m = ops.shape(a)[0], ops.shape(b)[0]
+
+    def body(i, carry):
+        start = i * width
+        return fn(ops.slice(a, [0, start], [n, width]), ops.slice(b, [0, start], [m, width]), carry)
+
+    return ops.fori_loop(0, steps, body, init)
+
+
+def _signs(a: Tensor, b: Tensor) -> Tensor:
+    return ops.sign(ops.expand_dims(a, 1) - ops.expand_dims(b, 0))
 
 
 @ops.custom_gradient
 def _manhattan(a: Tensor, b: Tensor) -> Tensor:
-    blocks = _feature_blocks(a, b)
-    total = None
-    for start, stop in blocks:
-        part = ops.sum(ops.abs(ops.expand_dims(a[:, start:stop], 1) - ops.expand_dims(b[:, start:stop], 0)), axis=-1)
-        total = part if total is None else total + part
+    zeros = ops.zeros((ops.shape(a)[0], ops.shape(b)[0]), a.dtype)
+
+    def add(x, y, total):
+        return total + ops.sum(ops.abs(ops.expand_dims(x, 1) - ops.expand_dims(y, 0)), axis=-1)
+
+    total = _over_feature_blocks(a, b, zeros, add)
 
     def grad(*args: Any, upstream: Any = None) -> tuple:
-        g = args[0] if upstream is None else upstream
-        g = ops.expand_dims(g, -1)
-        grads_a, grads_b = [], []
-        for start, stop in blocks:
-            s = _signs(a, b, start, stop)
-            grads_a.append(ops.sum(g * s, axis=1))
-            grads_b.append(-ops.sum(g * s, axis=0))
-        return ops.concatenate(grads_a, axis=-1), ops.concatenate(grads_b, axis=-1)
+        g = ops.expand_dims(args[0] if upstream is None else upstream, -1)
+        dim, width = a.shape[-1], _feature_width(a, b)
+        if -(-dim // width) == 1:
+            s = _signs(a, b)
+            return ops.sum(g * s, axis=1), -ops.sum(g * s, axis=0)
+        steps = -(-dim // width)
+        grads = (ops.zeros((ops.shape(a)[0], steps, width), a.dtype),
+                 ops.zeros((ops.shape(b)[0], steps, width), a.dtype))
+        pad = steps * width - dim
+        ap = ops.pad(a, [[0, 0], [0, pad]]) if pad else a
+        bp = ops.pad(b, [[0, 0], [0, pad]]) if pad else b
+        n, m = ops.shape(ap)[0], ops.shape(bp)[0]
+
+        def body(i, carry):
+            ga, gb = carry
+            start = i * width
+            s = _signs(ops.slice(ap, [0, start], [n, width]), ops.slice(bp, [0, start], [m, width]))
+            ga = ops.slice_update(ga, [0, i, 0], ops.expand_dims(ops.sum(g * s, axis=1), 1))
+            gb = ops.slice_update(gb, [0, i, 0], ops.expand_dims(-ops.sum(g * s, axis=0), 1))
+            return ga, gb
+
+        ga, gb = ops.fori_loop(0, steps, body, grads)
+        ga = ops.reshape(ga, (ops.shape(a)[0], steps * width))[:, :dim]
+        gb = ops.reshape(gb, (ops.shape(b)[0], steps * width))[:, :dim]
+        return ga, gb
 
     return total, grad
 

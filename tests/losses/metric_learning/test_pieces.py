@@ -79,17 +79,25 @@ def test_manhattan_gradient_is_the_sign_formula_and_zero_at_identical_points():
     assert np.isfinite(grad).all()
 
 
-def test_manhattan_and_pair_only_distances_are_built_in_blocks(monkeypatch):
-    """With a block budget of 12 values, a 6 x 6 x 4 matrix takes several
-    blocks of features (Manhattan) or of rows (a `pair`-only distance)."""
+@pytest.mark.parametrize("budget, width", [(12, 1), (108, 3)])
+def test_manhattan_and_pair_only_distances_are_built_in_blocks(monkeypatch, budget, width):
+    """With a block budget of 12 (108) values, a 6 x 6 x 4 matrix takes blocks
+    of 1 (3, zero-padded) features (Manhattan, value and gradient) or of rows
+    (a `pair`-only distance)."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(6, 4)).astype("float32")
-    whole_l1 = to_numpy(D.ManhattanDistance().pairwise(x, x))
+    g = rng.normal(size=(6, 6)).astype("float32")
+
+    def l1(e):
+        return ops.sum(ops.convert_to_tensor(g) * D.ManhattanDistance().pairwise(e, e))
+
+    whole = value_and_grad(l1, x)
     chebyshev = D.CustomDistance(lambda u, v: ops.max(ops.abs(u - v), axis=-1))
     whole_cheb = to_numpy(chebyshev.pairwise(x, x))
-    monkeypatch.setattr(dist_module, "_BLOCK_ELEMENTS", 12)
-    assert len(dist_module._feature_blocks(ops.convert_to_tensor(x), ops.convert_to_tensor(x))) == 4
-    np.testing.assert_allclose(to_numpy(D.ManhattanDistance().pairwise(x, x)), whole_l1, rtol=1e-6)
+    monkeypatch.setattr(dist_module, "_BLOCK_ELEMENTS", budget)
+    assert dist_module._feature_width(ops.convert_to_tensor(x), ops.convert_to_tensor(x)) == width
+    for blocked, expected in zip(value_and_grad(l1, x), whole):
+        np.testing.assert_allclose(blocked, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(chebyshev.pairwise(x, x)), whole_cheb, rtol=1e-6)
     np.testing.assert_allclose(whole_cheb, np.abs(x[:, None] - x[None]).max(-1), rtol=1e-6)
 
@@ -269,17 +277,35 @@ def test_unknown_names_wrong_types_and_wrong_kinds_are_refused():
 
 
 @pytest.mark.skipif(BACKEND not in XLA_BACKENDS, reason="XLA on jax and tensorflow")
-def test_objects_compile_and_chunk_to_the_same_value():
+def test_objects_compile_and_chunk_to_the_same_value(monkeypatch):
     y, x = _batch(9, per_class=4)
+    monkeypatch.setattr(dist_module, "_BLOCK_ELEMENTS", 200)  # chunks of 5 x 16: blocks of 2 features, padded
     miner = M.BatchEasyHardMiner("semihard", "hard")
     eager = L.TripletLoss(distance=D.ManhattanDistance(), mining=miner)
     chunked = L.TripletLoss(distance=D.ManhattanDistance(), mining=miner, chunk_size=5)
     value = float(eager(y, x))
     assert value > 0
     np.testing.assert_allclose(float(xla_compile(lambda e: chunked(y, e))(x)), value, rtol=1e-6)
+    grad = value_and_grad(lambda e: eager(y, e), x)[1]
+    np.testing.assert_allclose(to_numpy(xla_compile(lambda e: value_and_grad_of(chunked, y, e))(x)), grad,
+                               rtol=1e-5, atol=1e-6)
     if BACKEND == "tensorflow":  # the seed generator's variable is TF's own there
         dw = L.TripletLoss(mining=M.DistanceWeightedMiner(seed=1), normalize=True)
         assert np.isfinite(float(xla_compile(lambda e: dw(y, e))(x)))
+
+
+def value_and_grad_of(loss, y, e):
+    """The gradient of `loss(y, e)` inside a compiled function."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.grad(lambda v: loss(y, v))(e)
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(e)
+        value = loss(y, e)
+    return tape.gradient(value, e)
 
 
 @keras.saving.register_keras_serializable(package="test_pieces")
