@@ -213,8 +213,8 @@ def component_or_choice(kind: type, allowed: Sequence[str]) -> Check:
         if isinstance(value, str):
             if value not in allowed:
                 raise ValueError(
-                    f"Invalid value for argument `{name}`. Expected one of {tuple(allowed)} or a "
-                    f"`{kind.__name__}` object. Received: {name}={value!r}"
+                    f"Invalid value for argument `{name}`. Expected one of {tuple(allowed)}. "
+                    f"Received: {name}={value!r} (it also takes a `{kind.__name__}` object)"
                 )
             return value
         raise TypeError(
