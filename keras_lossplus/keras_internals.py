@@ -126,6 +126,12 @@ def compiled_metrics(model: keras.Model) -> Optional[Any]:
     return model._compile_metrics
 
 
+def compiled_loss(model: keras.Model) -> Optional[Any]:
+    """The loss container `compile(loss=...)` built, or `None` (`Model._compile_loss`, Keras >= 3.0):
+    `compiled_loss(model)(y, y_pred, sample_weight)` is `compute_loss` without the `add_loss` terms."""
+    return model._compile_loss
+
+
 def loss_tracker(model: keras.Model) -> keras.metrics.Metric:
     """The `Mean` metric `fit` logs as `loss` (`Model._loss_tracker`, Keras >= 3.0)."""
     return model._loss_tracker

@@ -119,7 +119,7 @@ LOSS_KINDS = {
 LAYER_KINDS = {
     "ArcFace": "head", "CosFace": "head", "SubCenterArcFace": "head",
     "ProxyAnchor": "proxy_head", "ProxyNCA": "proxy_head", "CoralOutput": "proxy_head",
-    "CenterPenalty": "center", "GaussianSampling": "gaussian",
+    "CenterPenalty": "center", "GaussianSampling": "gaussian", "CrossBatchMemory": "memory",
     "DecorrelationPenalty": "activations", "ElasticNetPenalty": "activations", "L1Penalty": "activations",
     "L2Penalty": "activations", "OrthogonalityPenalty": "activations", "VarianceCovariancePenalty": "activations",
     "KLSparsityPenalty": "rates", "EntropyPenalty": "probabilities",
@@ -137,33 +137,41 @@ WEIGHTING_KINDS = {
 MEANINGLESS = {
     "embeddings": "1e30 embeddings: computed (finite value and gradient) by the losses on normalized or "
                   "margin-clipped distances; NPair (dot products) and soft nearest neighbour (squared "
-                  "distances) overflow: KNOWN_GAPS",
-    "values": "1e30 residuals: Charbonnier and Barron's loss are computed stably (hypot form); squared "
-              "residuals of 1e30 (Wasserstein p=2, MMD, Sinkhorn, contrastive) overflow: KNOWN_GAPS",
-    "activations": "penalty layers: inputs up to 1e4 (a squared 1e30 activation is no meaningful penalty "
-                   "input; not part of the grid); heads and proxy layers normalize: up to 1e30",
+                  "distances) refuse them (REFUSED)",
+    "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form) and Wasserstein p > 1 (scaled by the "
+              "largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
+              "of 1e30, refuse them (REFUSED)",
+    "activations": "penalty layers: L1, KL-sparsity, entropy and orthogonality (normalized) are computed at 1e30; "
+                   "the quadratic ones (L2, elastic net, decorrelation, variance-covariance, center, Gaussian KL) "
+                   "refuse 1e30 (REFUSED_BY_LAYERS); heads and proxy layers normalize: computed",
     "half": "float16 / bfloat16 inputs: the value must be finite; the gradient (of the input's dtype) wherever "
             "the float32 gradient at the same rounded input fits in that dtype",
 }
 
 
-# Known gaps: (class, edge case) still not finite, reported on issue 18 and
-# not fixed yet; every one of them is an input whose float32 value
-# overflows (squares or exponentials of 1e30). A failure not listed here
-# fails the grid; the list is kept short and explicit, never a skip.
-_OVERFLOW_1E30 = "squares of 1e30 overflow float32; neither computed stably nor refused yet"
-KNOWN_GAPS = {
-    "ContrastiveLoss": {"residual_1e+30": _OVERFLOW_1E30, "distance_1e+30": _OVERFLOW_1E30},
-    "MMDLoss": {"residual_1e+30": _OVERFLOW_1E30, "both_1e+30": _OVERFLOW_1E30},
-    "NPairLoss": {"embeddings_x1e+30": _OVERFLOW_1E30, "single_class_x1e30": _OVERFLOW_1E30},
-    "SoftNearestNeighborLoss": {"embeddings_x1e+30": _OVERFLOW_1E30, "single_class_x1e30": _OVERFLOW_1E30},
-    "SinkhornLoss": {"both_1e+30": _OVERFLOW_1E30},
-    "Wasserstein1DLoss": {"residual_1e+30": _OVERFLOW_1E30, "both_1e+30": _OVERFLOW_1E30},
-    "ProxyNCALoss": dict.fromkeys(
-        ["logits_pm1e+30", "logits_right_1e+30", "logits_wrong_1e+30"],
-        "XLA's CPU log_softmax of scores of 1e30 gives -inf under jax.jit",
-    ),
+# Refused inputs: (class, edge case) whose value does not exist in float32
+# (the squares or dot products of inputs of 1e30 are 1e60): eagerly the
+# loss raises a `ValueError` naming the argument; under compilation, where
+# nothing can raise, the input is clipped to the bound for the value with
+# the gradient passed through (`keras_lossplus.losses.magnitude`), so the
+# value and gradient are finite. The grid asks exactly this: the listed
+# cases are refused on the eager backend (torch) and finite on the compiled
+# ones, and nothing else is refused anywhere.
+REFUSED = {
+    "ContrastiveLoss": {"residual_1e+30": "y_pred", "distance_1e+30": "y_pred"},
+    "MMDLoss": {"residual_1e+30": "y_pred", "both_1e+30": "y_true"},
+    "NPairLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
+    "SoftNearestNeighborLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
+    "SinkhornLoss": {"residual_1e+30": "y_pred", "both_1e+30": "y_true"},
 }
+_HUGE_INPUTS = {"inputs_pm1e+30": "inputs", "inputs_x1e+30": "inputs"}
+REFUSED_BY_LAYERS = {
+    **dict.fromkeys(["L2Penalty", "ElasticNetPenalty", "DecorrelationPenalty", "VarianceCovariancePenalty"],
+                    _HUGE_INPUTS),
+    "CenterPenalty": dict.fromkeys(_HUGE_INPUTS, "embeddings"),
+    "GaussianSampling": dict.fromkeys(_HUGE_INPUTS, "z_mean"),
+}
+EAGER = BACKEND not in XLA_BACKENDS
 
 
 def kind_of(cls) -> Optional[object]:
@@ -338,13 +346,66 @@ class Failure:
     what: str
     value: object
 
-    @property
-    def known(self) -> bool:
-        base = self.case.replace("+batch_of_1", "").replace("+all_sample_weights_zero", "")
-        return base in KNOWN_GAPS.get(self.cls, {})
-
     def __str__(self) -> str:
         return f"{self.cls} / {self.case} / {self.dtype} / {BACKEND}: {self.what} = {self.value}"
+
+
+def base_case(case: str) -> str:
+    """The edge case without its variant suffix (batch of one, zero weights)."""
+    return case.replace("+batch_of_1", "").replace("+all_sample_weights_zero", "")
+
+
+class GridRun:
+    """The edge cases of one class through its compiled `step(a, x, *rest)`:
+    the failures (non-finite value or gradient) and the refusals
+    (`ValueError`s) met, checked against `REFUSED` (or `table`) at the end."""
+
+    def __init__(self, cls_name: str, step: Callable, table: Optional[dict] = None) -> None:
+        self.cls_name, self.step, self.table = cls_name, step, table
+        self.failures, self.refusals = [], {}
+
+    def value(self, case: str, *args) -> Optional[tuple]:
+        """`step(*args)`, or None when the class refused the input."""
+        try:
+            return self.step(*args)
+        except ValueError as error:
+            self.refusals[case] = str(error)
+            return None
+
+    def run(self, case: str, dtype: str, *args, grad32=None) -> Optional[tuple]:
+        """`value`, checked finite (`check`)."""
+        out = self.value(case, *args)
+        if out is not None:
+            check(self.cls_name, case, dtype, *out, self.failures, grad32)
+        return out
+
+    def half(self, case: str, dtype: str, a, x: np.ndarray, *rest) -> None:
+        """`x` in `dtype`, its gradient checked where the float32 gradient at
+        the same rounded input fits in `dtype`."""
+        if not fits(x, dtype):
+            return
+        reference = self.value(case, a, as_tensor(to_numpy(as_tensor(x, dtype)).astype("float32")), *rest)
+        if reference is not None:
+            self.run(case, dtype, a, as_tensor(x, dtype), *rest, grad32=reference[1])
+
+    def problems(self) -> list:
+        return list(map(str, self.failures)) + check_refusals(self.cls_name, self.refusals, self.table)
+
+
+def check_refusals(cls_name: str, refusals: dict, table: Optional[dict] = None) -> list:
+    """What is wrong with the refusals of a class (see `REFUSED`, or
+    `table`)."""
+    expected = (REFUSED if table is None else table).get(cls_name, {}) if EAGER else {}
+    problems = []
+    for case, message in refusals.items():
+        argument = expected.get(base_case(case))
+        if argument is None:
+            problems.append(f"{cls_name} / {case} / {BACKEND}: refused, not listed in REFUSED: {message}")
+        elif f"`{argument}`" not in message:
+            problems.append(f"{cls_name} / {case}: the refusal does not name `{argument}`: {message}")
+    missing = set(expected) - {base_case(c) for c in refusals}
+    problems += [f"{cls_name} / {case} / {BACKEND}: listed in REFUSED but computed" for case in sorted(missing)]
+    return problems
 
 
 def check(cls_name: str, case: str, dtype: str, value, grad, failures: list, grad32=None) -> None:
@@ -382,6 +443,8 @@ def make_layer(cls):
         return cls(num_classes=NUM_CLASSES)
     if name == "CoralOutput":
         return cls(num_classes=5)
+    if name == "CrossBatchMemory":
+        return cls(klp.losses.TripletLoss(), memory_size=8)
     return cls()
 
 
@@ -393,14 +456,13 @@ def layer_edges(kind: str, batch: int = 6, dim: int = 3) -> Dict[str, tuple]:
     labels = (np.arange(batch) % NUM_CLASSES).astype("float32")
     alt = _alternating(x.shape)
     edges = {"random": (labels, x)}
-    if kind in ("head", "proxy_head", "center", "activations", "gaussian"):
+    if kind in ("head", "proxy_head", "center", "memory", "activations", "gaussian"):
         edges["zero_vectors"] = (labels, np.zeros_like(x))
         edges["identical_rows"] = (labels, np.ones_like(x))
-        scales = HUGE if kind in ("head", "proxy_head") else HUGE[:2]  # see MEANINGLESS["activations"]
-        for s in scales:
+        for s in HUGE:
             edges[f"inputs_pm{s:g}"] = (labels, s * alt)
             edges[f"inputs_x{s:g}"] = (labels, s * x)
-        if kind in ("head", "center"):
+        if kind in ("head", "center", "memory"):
             edges["single_class"] = (np.zeros_like(labels), x)
     if kind == "rates":
         u = rng.uniform(size=x.shape).astype("float32")
@@ -425,6 +487,8 @@ def layer_function(layer, kind: str) -> Callable:
         return lambda labels, x: ops.sum(layer(x))
     if kind == "center":
         return lambda labels, x: layer.penalty((x, layer._one_hot(ops.cast(labels, "int32"), "float32")))
+    if kind == "memory":  # the batch against the queue that build_layer filled
+        return lambda labels, x: layer.memory_loss(x, ops.cast(labels, "int32"))
     if kind == "gaussian":
         return lambda labels, x: layer.penalty((x, ops.tanh(ops.cast(x, "float32")) * 50.0))  # z_log_var: exp fits float32
     return lambda labels, x: layer.penalty(x)
@@ -435,6 +499,9 @@ def build_layer(layer, kind: str, labels: np.ndarray, x: np.ndarray) -> None:
         layer([as_tensor(x), as_tensor(labels)], training=True)
     elif kind == "center":
         layer([as_tensor(x), as_tensor(labels, "int32")])
+    elif kind == "memory":  # two training steps: the queue is full
+        for _ in range(2):
+            layer([as_tensor(x), as_tensor(labels, "int32")], training=True)
     elif kind == "gaussian":
         layer([as_tensor(x), as_tensor(x)])
     else:

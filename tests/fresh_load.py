@@ -39,11 +39,13 @@ def load_folder(folder: str) -> dict:
         y = data["y"] if "y" in data.files else {k[2:]: data[k] for k in data.files if k.startswith("y_")}
         model = keras.saving.load_model(path, compile=True)
         loss = model.loss
-        value = model.evaluate(x, y, batch_size=len(data["x"] if "x" in data.files else data["x0"]), verbose=0)
+        logs = model.evaluate(x, y, batch_size=len(data["x"] if "x" in data.files else data["x0"]), verbose=0,
+                              return_dict=True)
         results[path.stem] = {
             "loss_class": loss if isinstance(loss, str) else type(loss).__name__,
             "loss_config": loss.get_config() if hasattr(loss, "get_config") else None,
-            "evaluate": float(np.atleast_1d(value)[0]),  # the total loss for a multi-output model
+            "evaluate": float(logs["loss"]),  # the total loss for a multi-output model
+            "logs": {name: float(v) for name, v in logs.items()},  # the loss and every compiled metric
             "weights": [w.tolist() for w in model.get_weights()],
             "layer_classes": sorted({type(layer).__name__ for layer in model._flatten_layers()}),
             "weighting_class": type(getattr(model, "loss_weighting", None)).__name__,
@@ -75,7 +77,9 @@ class _Server:
             cls.process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--serve"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=cls.log, text=True, cwd=root,
-                env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
+                # the checkout's package first, not an installed (editable) copy of another one
+                env=dict(os.environ, KERAS_BACKEND=keras.backend.backend(),
+                         PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))),
             )
         cls.process.stdin.write(str(folder) + "\n")
         cls.process.stdin.flush()
@@ -90,7 +94,7 @@ class _Server:
 
 
 def load_in_fresh_process(folder) -> dict:
-    """`{model name: {"loss_class", "loss_config", "evaluate", "weights"}}`
+    """`{model name: {"loss_class", "loss_config", "evaluate", "logs", "weights"}}`
     for every model saved in `folder`, loaded in the session's separate
     process on the same backend."""
     return _Server.ask(str(folder))

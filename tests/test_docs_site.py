@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import keras_lossplus
-from keras_lossplus import layers, losses, multi_output, ops, schedules, weighting
+from keras_lossplus import layers, losses, metrics, multi_output, ops, schedules, weighting
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -39,6 +39,7 @@ def public_objects():
         (keras_lossplus, keras_lossplus.__all__),
         (losses, losses.__all__),
         (layers, layers.__all__),
+        (metrics, metrics.__all__),
         (weighting, weighting.__all__),
         (multi_output, multi_output.__all__),
         (ops, getattr(ops, "__all__", None) or _defined_here(ops)),

@@ -13,9 +13,9 @@ import keras
 import keras_lossplus as klp
 from tests.backend_utils import to_numpy
 from tests.edge_grid import (
-    ALL_CLASSES, HALF, KNOWN_GAPS, LAYER_KINDS, LOSS_KINDS, WEIGHTING_KINDS, as_tensor, check, compiled_value_and_grad,
-    TASK_LOSSES, TASKS, build_layer, contract_cases, fits, layer_edges, layer_function, loss_edges, make_layer,
-    task_gradients,
+    ALL_CLASSES, HALF, LAYER_KINDS, LOSS_KINDS, REFUSED, REFUSED_BY_LAYERS, TASK_LOSSES, TASKS, WEIGHTING_KINDS,
+    GridRun, as_tensor, build_layer, check, compiled_value_and_grad, contract_cases, layer_edges, layer_function,
+    loss_edges, make_layer, task_gradients,
 )
 
 CASES = contract_cases()
@@ -24,10 +24,8 @@ for _case in CASES:
     FIRST_CASE.setdefault(_case.cls, _case)
 
 
-def assert_no_new_failures(failures):
-    """Every failure is one of `KNOWN_GAPS` (reported, not fixed yet)."""
-    new = [f for f in failures if not f.known]
-    assert not new, "\n".join(map(str, new))
+def assert_finite(failures):
+    assert not failures, "\n".join(map(str, failures))
 
 
 def _id(cls):
@@ -42,7 +40,7 @@ def test_every_public_class_has_an_entry_in_the_table():
         assert not missing, f"public {family} without an entry in tests/edge_grid.py: {sorted(missing)}"
         stale = set(table) - {c.__name__ for c in ALL_CLASSES[family]}
         assert not stale, f"entries of tests/edge_grid.py that are no public {family}: {sorted(stale)}"
-    assert set(KNOWN_GAPS) <= set(LOSS_KINDS)
+    assert set(REFUSED) <= set(LOSS_KINDS) and set(REFUSED_BY_LAYERS) <= set(LAYER_KINDS)
     without_case = [c.__name__ for c in ALL_CLASSES["losses"] if c not in FIRST_CASE]
     assert not without_case, f"public losses without a contract LossCase: {without_case}"
 
@@ -56,34 +54,38 @@ def test_loss_is_finite_at_every_edge_case(cls, rng):
     loss = case.make()
     y_true, y_pred = case.make_inputs(rng)
     edges = loss_edges(case, y_true, y_pred)
-    step = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
-    failures = []
+    grid = GridRun(cls.__name__, compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw)))
     by_shape = {}
     for name, (t, p) in edges.items():
         by_shape.setdefault((t.shape, p.shape), []).append((name, t, p))
     for group in by_shape.values():
         batch = group[0][2].shape[0]
-        ones, zeros = np.ones((batch,), "float32"), np.zeros((batch,), "float32")
+        ones = as_tensor(np.ones((batch,), "float32"))
         for name, t, p in group:
-            value, grad = step(as_tensor(t), as_tensor(p), as_tensor(ones))
-            check(cls.__name__, name, "float32", value, grad, failures)
+            grid.run(name, "float32", as_tensor(t), as_tensor(p), ones)
         name, t, p = group[0]
-        value, grad = step(as_tensor(t), as_tensor(p), as_tensor(zeros))
-        check(cls.__name__, f"{name}+all_sample_weights_zero", "float32", value, grad, failures)
+        grid.run(f"{name}+all_sample_weights_zero", "float32", as_tensor(t), as_tensor(p), ones * 0.0)
     # a batch of one (a new shape: one more compilation)
-    for name, t, p in [(n, t[:1], p[:1]) for n, t, p in next(iter(by_shape.values()))]:
-        value, grad = step(as_tensor(t), as_tensor(p), as_tensor(np.ones((1,), "float32")))
-        check(cls.__name__, f"{name}+batch_of_1", "float32", value, grad, failures)
+    for name, t, p in next(iter(by_shape.values())):
+        grid.run(f"{name}+batch_of_1", "float32", as_tensor(t[:1]), as_tensor(p[:1]), as_tensor(np.ones((1,))))
     # half precision predictions (one compilation per dtype)
     for dtype in HALF:
         for name, t, p in next(iter(by_shape.values())):
-            if fits(p, dtype):
-                ones = np.ones((p.shape[0],), "float32")
-                rounded = to_numpy(as_tensor(p, dtype)).astype("float32")
-                _, grad32 = step(as_tensor(t), as_tensor(rounded), as_tensor(ones))
-                value, grad = step(as_tensor(t), as_tensor(p, dtype), as_tensor(ones))
-                check(cls.__name__, name, dtype, value, grad, failures, grad32)
-    assert_no_new_failures(failures)
+            grid.half(name, dtype, as_tensor(t), p, as_tensor(np.ones((p.shape[0],))))
+    assert_finite(grid.problems())
+
+
+@pytest.mark.parametrize("cls,case,argument", [(c, k, a) for c, cases in REFUSED.items() for k, a in cases.items()])
+def test_refused_inputs_are_refused_eagerly_naming_the_argument(cls, case, argument, rng):
+    """On every backend, eagerly: the listed edge cases raise a
+    `ValueError` naming the argument (under compilation the grid above
+    checks that they are finite)."""
+    loss_cls = getattr(klp.losses, cls)
+    loss_case = FIRST_CASE[loss_cls]
+    edges = loss_edges(loss_case, *loss_case.make_inputs(rng))
+    t, p = edges[case]
+    with pytest.raises(ValueError, match=f"`{argument}` holds values of magnitude"):
+        loss_case.make()(as_tensor(t), as_tensor(p))
 
 
 # ------------------------------------------------------------------ layers
@@ -113,22 +115,25 @@ def test_layer_is_finite_at_every_edge_case(cls):
     edges = layer_edges(kind)
     layer = make_layer(cls)
     build_layer(layer, kind, *edges["random" if "random" in edges else next(iter(edges))])
-    step = compiled_value_and_grad(layer_function(layer, kind))
-    failures = []
+    grid = GridRun(cls.__name__, compiled_value_and_grad(layer_function(layer, kind)), REFUSED_BY_LAYERS)
     for name, (labels, x) in edges.items():
-        value, grad = step(as_tensor(labels), as_tensor(x))
-        check(cls.__name__, name, "float32", value, grad, failures)
-    for name, (labels, x) in edges.items():
-        value, grad = step(as_tensor(labels[:1]), as_tensor(x[:1]))
-        check(cls.__name__, f"{name}+batch_of_1", "float32", value, grad, failures)
-    for dtype in HALF:
-        for name, (labels, x) in edges.items():
-            if fits(x, dtype):
-                rounded = to_numpy(as_tensor(x, dtype)).astype("float32")
-                _, grad32 = step(as_tensor(labels), as_tensor(rounded))
-                value, grad = step(as_tensor(labels), as_tensor(x, dtype))
-                check(cls.__name__, name, dtype, value, grad, failures, grad32)
-    assert_no_new_failures(failures)
+        grid.run(name, "float32", as_tensor(labels), as_tensor(x))
+        grid.run(f"{name}+batch_of_1", "float32", as_tensor(labels[:1]), as_tensor(x[:1]))
+        for dtype in HALF:
+            grid.half(name, dtype, as_tensor(labels), x)
+    assert_finite(grid.problems())
+
+
+@pytest.mark.parametrize("cls,case,argument", [(c, k, a) for c, cases in REFUSED_BY_LAYERS.items()
+                                                for k, a in cases.items()])
+def test_refused_layer_inputs_are_refused_eagerly_naming_the_argument(cls, case, argument):
+    kind = LAYER_KINDS[cls]
+    edges = layer_edges(kind)
+    layer = make_layer(getattr(klp.layers, cls))
+    build_layer(layer, kind, *edges["random"])
+    labels, x = edges[case]
+    with pytest.raises(ValueError, match=f"{cls}: `{argument}` holds values of magnitude"):
+        layer_function(layer, kind)(as_tensor(labels), as_tensor(x))
 
 
 # ------------------------------------------------------------------ weighting strategies
@@ -163,4 +168,21 @@ def test_weighting_is_finite_at_every_edge_case(cls):
                 strategy.on_epoch_end({f"{t}_loss": float(v) for t, v in zip(TASKS, to_numpy(losses))})
             if strategy.needs_post_step_losses:
                 strategy.after_step(losses, losses * 0.5)
-    assert_no_new_failures(failures)
+    assert_finite(failures)
+
+
+BATCH_LEVEL = sorted({c.cls for c in CASES if c.batch_level}, key=_id)
+
+
+@pytest.mark.parametrize("cls", BATCH_LEVEL, ids=_id)
+def test_batch_level_loss_is_zero_when_every_sample_weight_is_zero(cls, rng):
+    """Nothing to score gives 0 with gradient 0 (the rule of every batch-level
+    loss: no valid anchor, every pixel ignored, every weight 0)."""
+    case = FIRST_CASE[cls]
+    loss = case.make()
+    y_true, y_pred = case.make_inputs(rng)
+    zeros = np.zeros((y_pred.shape[0],), "float32")
+    step = compiled_value_and_grad(lambda yt, yp, sw: loss(yt, yp, sample_weight=sw))
+    value, grad = step(as_tensor(y_true), as_tensor(y_pred), as_tensor(zeros))
+    assert float(to_numpy(value)) == 0.0
+    np.testing.assert_array_equal(to_numpy(grad), 0.0)

@@ -13,7 +13,8 @@ import pytest
 from tests.backend_utils import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN_TEST = {"multi_task.py", "metric_learning.py", "segmentation.py", "distributed.py"}  # run in their quick modes by their own tests below
+OWN_TEST = {"multi_task.py", "metric_learning.py", "segmentation.py", "distributed.py",
+            "embedding_gradcache.py"}  # run in their quick modes by their own tests below
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TEST)
 
 
@@ -83,3 +84,13 @@ if BACKEND == "jax":
             assert abs(float(many) - float(one)) <= 1e-5 and abs(float(decov_many) - float(decov_one)) <= 1e-5
         gap = float(re.search(r"largest weight difference after 2 epochs: ([\d.e+-]+)", stdout)[1])
         assert gap < 1e-5
+
+    def test_embedding_gradcache_example():
+        stdout = run_example("embedding_gradcache.py", "--epochs", "8")
+        losses = re.search(r"loss ([\d.]+) vs ([\d.]+), largest weight difference ([\d.e+-]+)", stdout)
+        assert losses, stdout
+        assert abs(float(losses[1]) - float(losses[2])) <= 1e-5 and float(losses[3]) < 1e-4, stdout
+        # markdown rows: | name | dim | recall@1 | fit s |
+        rows = {m[1]: float(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| \d+ \| ([\d.]+) \|", stdout, re.MULTILINE)}
+        assert set(rows) == {"GradCache + ranking loss", "raw pixels", "untrained network"}, stdout
+        assert rows["GradCache + ranking loss"] >= rows["untrained network"] + 0.05, rows

@@ -40,8 +40,8 @@ def test_primary_locations_exist():
     for name in ("_flatten_layers", "_aggregate_additional_loss"):
         assert callable(getattr(keras.Model, name, None)), name
     model = _model()
-    for name in ("_tracker", "_compile_config", "_compile_metrics", "_loss_tracker", "_call_has_training_arg",
-                 "_trainable_variables", "_non_trainable_variables", "_seed_generators"):
+    for name in ("_tracker", "_compile_config", "_compile_metrics", "_compile_loss", "_loss_tracker",
+                 "_call_has_training_arg", "_trainable_variables", "_non_trainable_variables", "_seed_generators"):
         assert hasattr(model, name), name
     assert hasattr(keras.losses.MeanSquaredError(), "_dtype_policy")
 

@@ -48,11 +48,14 @@ def _layer_model(cls, rng):
     inputs = keras.Input((6,))
     h = keras.layers.Dense(3)(inputs)
     name = cls.__name__
-    if LAYER_KINDS[name] in ("head", "center"):
+    if LAYER_KINDS[name] in ("head", "center", "memory"):
         label_input = keras.Input((), dtype="int32")
-        layer = cls(num_classes=4)
+        if LAYER_KINDS[name] == "memory":  # the queue (filled by fit) is saved with the model
+            layer = cls(klp.losses.TripletLoss(mining="all"), memory_size=16)
+        else:
+            layer = cls(num_classes=4)
         out = layer([h, label_input])
-        if LAYER_KINDS[name] == "center":
+        if LAYER_KINDS[name] in ("center", "memory"):
             out = keras.layers.Dense(4)(out)
         model = keras.Model([inputs, label_input], out)
         arrays = {"x0": x, "x1": labels, "y": labels}

@@ -104,6 +104,11 @@ TABLE = [
         ValueError, r"mode='binary' needs one channel in `y_pred`; received 3 channels",
     ),
     Mistake(
+        "Embeddings that blew up (magnitude 1e30) to a loss on squared distances (`SoftNearestNeighborLoss`, eager)",
+        lambda: L.SoftNearestNeighborLoss()(LABELS, 1e30 * EMB),
+        ValueError, r"soft_nearest_neighbor_loss: `y_pred` holds values of magnitude up to .*; this loss takes their squares",
+    ),
+    Mistake(
         "Float labels to `CenterPenalty`",
         lambda: KL.CenterPenalty(num_classes=2)([EMB, LABELS.astype("float32")]),
         TypeError, r"CenterPenalty needs integer class labels: its second input, `labels`.*dtype=float32",

@@ -105,3 +105,32 @@ def compiled_on_jax(fn: Any) -> Any:
         return _module().call_compiled(fn, *args, **kwargs)
 
     return wrapper
+
+
+def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
+    """GradCache's first pass: `model(chunks[k], training=True)` for each
+    chunk `k` in order, stacked, with nothing recorded for a backward pass
+    (constant activation memory) and the model's state left as it was, so
+    that `chunk_gradients` replays the same random draws (dropout seeds) and
+    makes the non-trainable updates (batch-norm statistics) once.
+    `chunks` is `(K, chunk, *item)`; `state` is the JAX state tuple of
+    `Model.train_step`, `None` on TensorFlow and torch."""
+    return _module().encode_chunks(model, state, chunks)
+
+
+def value_and_grad(fn: Any, x: Any) -> Any:
+    """`(fn(x), d fn / d x)` for a scalar-valued `fn` of one tensor; the
+    value carries no gradient."""
+    return _module().value_and_grad(fn, x)
+
+
+def chunk_gradients(model: Any, state: Any, chunks: Any, cotangents: Any, penalty_weight: Any) -> Any:
+    """GradCache's second pass: for each chunk in the order of
+    `encode_chunks`, the forward pass again, with gradients, and the
+    vector-Jacobian product with `cotangents[k]` (the loss's gradient with
+    respect to that chunk's outputs), plus `penalty_weight` times the
+    gradient of the chunk's `add_loss` terms; summed over the chunks:
+    `(grads, penalty, state)`, one gradient per trainable variable,
+    `penalty` the weighted sum of the chunks' penalties, `state` with the
+    non-trainable values the passes left (JAX; `None` elsewhere)."""
+    return _module().chunk_gradients(model, state, chunks, cotangents, penalty_weight)

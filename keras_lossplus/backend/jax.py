@@ -113,3 +113,56 @@ def call_compiled(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     tensors = {k: v if v is None else keras.ops.convert_to_tensor(v) for k, v in tensors.items()}
     return _jitted(fn, tuple(sorted(options)))(**tensors, **options)
+
+
+def _encode(model: Any, trainable: Any, non_trainable: Any, chunk: Any) -> Any:
+    """`(outputs, penalty, non_trainable)` of one stateless forward pass."""
+    kwargs = {"training": True} if keras_internals.call_has_training_arg(model) else {}
+    outputs, non_trainable, losses = model.stateless_call(trainable, non_trainable, chunk, return_losses=True,
+                                                          **kwargs)
+    penalty = jnp.zeros((), "float32")
+    for term in losses:
+        penalty = penalty + keras_internals.aggregate_additional_loss(model, term).astype("float32")
+    return outputs, penalty, list(non_trainable)
+
+
+def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
+    """`lax.scan` over the chunks, threading the non-trainable values (the
+    seed states) from chunk to chunk; the values it ends with are dropped,
+    so the second pass starts from the same ones."""
+    trainable, non_trainable = state[0], list(state[1])
+
+    def body(carry: Any, chunk: Any) -> Any:
+        outputs, _, carry = _encode(model, trainable, carry, chunk)
+        return carry, jax.lax.stop_gradient(outputs)
+
+    _, outputs = jax.lax.scan(body, non_trainable, chunks)
+    return outputs
+
+
+def value_and_grad(fn: Any, x: Any) -> Any:
+    return jax.value_and_grad(fn)(x)
+
+
+def chunk_gradients(model: Any, state: Any, chunks: Any, cotangents: Any, penalty_weight: Any) -> Any:
+    """`lax.scan` over `(chunk, cotangent)` pairs; each step is one
+    `jax.vjp` of the stateless forward pass, so one chunk's activations are
+    alive at a time."""
+    trainable, non_trainable, optimizer_vars, metrics_vars = state
+    weight = jnp.asarray(penalty_weight, "float32")
+
+    def body(carry: Any, xs: Any) -> Any:
+        grads, non_train, penalty = carry
+        chunk, cotangent = xs
+
+        def forward(train_values: Any) -> Any:
+            outputs, term, new = _encode(model, train_values, non_train, chunk)
+            return (outputs, term), new
+
+        (outputs, term), vjp, new = jax.vjp(forward, trainable, has_aux=True)
+        (chunk_grads,) = vjp((cotangent.astype(outputs.dtype), weight))
+        return ([g + c for g, c in zip(grads, chunk_grads)], new, penalty + term), None
+
+    init = ([jnp.zeros_like(t) for t in trainable], list(non_trainable), jnp.zeros((), "float32"))
+    (grads, non_trainable, penalty), _ = jax.lax.scan(body, init, (chunks, cotangents))
+    return grads, penalty * weight, (trainable, non_trainable, optimizer_vars, metrics_vars)

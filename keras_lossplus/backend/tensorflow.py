@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras_lossplus import keras_internals
+
 
 def is_concrete(x: Any) -> bool:
     return tf.executing_eagerly() and not (isinstance(x, tf.Tensor) and not hasattr(x, "numpy"))
@@ -120,3 +122,59 @@ def apply_gradients(model: Any, state: Any, grads: list, then: Any) -> Any:
     under `tf.distribute`), then `then`."""
     model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return then(), state
+
+
+def _encode(model: Any, chunk: Any) -> Any:
+    """`(outputs, penalty)` of one forward pass (the `add_loss` terms it made)."""
+    outputs = model(chunk, training=True)
+    penalty = tf.zeros((), "float32")
+    for term in model.losses:
+        penalty = penalty + tf.cast(keras_internals.aggregate_additional_loss(model, term), "float32")
+    return outputs, penalty
+
+
+def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
+    """A `tf.while_loop` over the chunks (the number of chunks may be known
+    only when the step runs), outside any tape; the non-trainable variables
+    (seed states, batch-norm statistics) are restored afterwards."""
+    variables = model.non_trainable_variables
+    saved = [tf.identity(v.value) for v in variables]
+    first = tf.stop_gradient(_encode(model, chunks[0])[0])  # gives the loop its shapes and dtype
+    outputs = tf.TensorArray(first.dtype, size=tf.shape(chunks)[0], element_shape=first.shape).write(0, first)
+
+    def body(k: Any, outputs: Any) -> Any:
+        return k + 1, outputs.write(k, tf.stop_gradient(_encode(model, chunks[k])[0]))
+
+    _, outputs = tf.while_loop(lambda k, _: k < tf.shape(chunks)[0], body, (tf.constant(1), outputs))
+    stacked = outputs.stack()
+    with tf.control_dependencies([stacked]):
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+    return stacked
+
+
+def value_and_grad(fn: Any, x: Any) -> Any:
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = fn(x)
+    grad = tape.gradient(value, x)
+    return tf.stop_gradient(value), tf.zeros_like(x) if grad is None else grad
+
+
+def chunk_gradients(model: Any, state: Any, chunks: Any, cotangents: Any, penalty_weight: Any) -> Any:
+    """A `tf.while_loop` over the chunks, one `GradientTape` per chunk."""
+    variables = model.trainable_variables
+    weight = tf.cast(penalty_weight, "float32")
+
+    def body(k: Any, grads: list, penalty: Any) -> Any:
+        with tf.GradientTape() as tape:
+            outputs, term = _encode(model, chunks[k])
+            objective = tf.reduce_sum(tf.cast(outputs, "float32") * tf.cast(cotangents[k], "float32")) + weight * term
+        chunk_grads = tape.gradient(objective, variables)
+        grads = [g if c is None else g + tf.cast(c, g.dtype) for g, c in zip(grads, chunk_grads)]
+        return k + 1, grads, penalty + term
+
+    init = (tf.constant(0), [tf.zeros(v.shape, v.dtype) for v in variables], tf.zeros((), "float32"))
+    _, grads, penalty = tf.while_loop(lambda k, *_: k < tf.shape(chunks)[0], body, init)
+    return grads, penalty * weight, state

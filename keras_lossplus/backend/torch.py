@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import torch
 
+from keras_lossplus import keras_internals
 from keras_lossplus.backend.single_replica import num_replicas, replica_id, replica_sum  # noqa: F401
 
 
@@ -68,3 +69,62 @@ def apply_gradients(model: Any, state: Any, grads: list, then: Any) -> Any:
     with torch.no_grad():
         model.optimizer.apply(grads, model.trainable_weights[:])
     return then(), state
+
+
+def _encode(model: Any, chunk: Any) -> Any:
+    """`(outputs, penalty)` of one forward pass (the `add_loss` terms it made)."""
+    outputs = model(chunk, training=True)
+    penalty = torch.zeros((), dtype=torch.float32, device=outputs.device)
+    for term in model.losses:
+        penalty = penalty + keras_internals.aggregate_additional_loss(model, term).to(torch.float32)
+    return outputs, penalty
+
+
+def _rng_states() -> Any:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_states(states: Any) -> None:
+    cpu, cuda = states
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
+    """A loop under `torch.no_grad`; the non-trainable variables (seed
+    states, batch-norm statistics) and torch's global random state (which
+    `Dropout` without a seed draws from) are restored afterwards."""
+    variables = model.non_trainable_variables
+    saved = [v.value.clone() for v in variables]
+    rng = _rng_states()
+    with torch.no_grad():
+        outputs = torch.stack([_encode(model, chunks[k])[0] for k in range(chunks.shape[0])])
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+    _set_rng_states(rng)
+    return outputs
+
+
+def value_and_grad(fn: Any, x: Any) -> Any:
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value = fn(x)
+        (grad,) = torch.autograd.grad(value, x, allow_unused=True)
+    return value.detach(), torch.zeros_like(x) if grad is None else grad
+
+
+def chunk_gradients(model: Any, state: Any, chunks: Any, cotangents: Any, penalty_weight: Any) -> Any:
+    """A loop; each chunk's graph is freed by its `torch.autograd.grad`."""
+    params = [v.value for v in model.trainable_weights]
+    grads = [torch.zeros_like(p) for p in params]
+    penalty = torch.zeros((), dtype=torch.float32)
+    weight = float(penalty_weight)
+    for k in range(chunks.shape[0]):
+        outputs, term = _encode(model, chunks[k])
+        objective = torch.sum(outputs.to(torch.float32) * cotangents[k].to(torch.float32)) + weight * term
+        chunk_grads = torch.autograd.grad(objective, params, allow_unused=True)
+        grads = [g if c is None else g + c for g, c in zip(grads, chunk_grads)]
+        penalty = penalty + term.detach()
+    return grads, penalty * weight, state

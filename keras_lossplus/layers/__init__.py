@@ -1,5 +1,6 @@
 """Layers of keras_lossplus: penalty layers that add a term to the loss with
-`add_loss` and return their input.
+`add_loss` and return their input (among them `CrossBatchMemory`, an
+in-batch metric-learning loss against a queue of past embeddings).
 
 Their values are logged by the model mix-in `keras_lossplus.PenaltyLogging`
 or by `keras_lossplus.log_penalties(model)`; weight schedules for them are in
@@ -8,6 +9,7 @@ or by `keras_lossplus.log_penalties(model)`; weight schedules for them are in
 from keras_lossplus.layers.base import PenaltyLayer
 from keras_lossplus.layers.center import CenterPenalty
 from keras_lossplus.layers.logging import penalty_layers
+from keras_lossplus.layers.memory import CrossBatchMemory
 from keras_lossplus.layers.penalties import (
     DecorrelationPenalty,
     ElasticNetPenalty,
@@ -29,6 +31,7 @@ __all__ = [
     "ProxyNCA",
     "SubCenterArcFace",
     "CenterPenalty",
+    "CrossBatchMemory",
     "DecorrelationPenalty",
     "ElasticNetPenalty",
     "EntropyPenalty",

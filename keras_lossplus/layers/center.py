@@ -20,6 +20,7 @@ from keras_lossplus.layers.base import (
     two_input_shapes,
     variable_value,
 )
+from keras_lossplus.losses.magnitude import bounded
 from keras_lossplus.losses.options import check_number
 
 Tensor = Any
@@ -108,7 +109,8 @@ class CenterPenalty(PenaltyLayer):
 
     def penalty(self, inputs: Any) -> Tensor:
         embeddings, one_hot = inputs
-        x = as_float32(embeddings)
+        x = bounded(as_float32(embeddings), "embeddings", "CenterPenalty: ",
+                    hint="Normalize the embeddings or lower the learning rate.")
         own_center = ops.matmul(one_hot, ops.convert_to_tensor(self.centers))
         valid = ops.sum(one_hot, axis=1)
         squared = ops.sum(ops.square(x - own_center), axis=1) * valid

@@ -21,6 +21,7 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.layers.base import Factor, PenaltyLayer, as_float32, factor_variable, register, variable_value
+from keras_lossplus.losses.magnitude import bounded
 from keras_lossplus.losses.options import check_choice, check_number
 from keras_lossplus.ops import l2_normalize
 
@@ -29,6 +30,9 @@ Tensor = Any
 
 def _batch_size(x: Tensor) -> Tensor:
     return ops.cast(ops.shape(x)[0], "float32")
+
+
+_DIVERGED = "Activations this large have diverged; lower the learning rate or normalize them."
 
 
 class _NormPenalty(PenaltyLayer):
@@ -44,6 +48,8 @@ class _NormPenalty(PenaltyLayer):
 
     def penalty(self, inputs: Tensor) -> Tensor:
         x = as_float32(inputs)
+        if self.l2 is not None:
+            x = bounded(x, "inputs", f"{type(self).__name__}: ", hint=_DIVERGED)
         value = ops.zeros((), "float32")
         if self.l1 is not None:
             value = value + self.l1 * ops.sum(ops.abs(x))
@@ -258,7 +264,7 @@ class DecorrelationPenalty(_FactorPenalty):
         super().__init__(factor, training_only=training_only, **kwargs)
 
     def term(self, x: Tensor) -> Tensor:
-        h = _centered(x)
+        h = _centered(bounded(x, "inputs", "DecorrelationPenalty: ", _DIVERGED, power=4))
         cov = ops.matmul(ops.transpose(h), h) / ops.cast(ops.shape(h)[0], h.dtype)
         return 0.5 * ops.sum(ops.square(_off_diagonal(cov)))
 
@@ -410,7 +416,7 @@ class VarianceCovariancePenalty(PenaltyLayer):
         self.epsilon = check_number("epsilon", epsilon, low=0.0, low_open=True)
 
     def penalty(self, inputs: Tensor) -> Tensor:
-        z = _centered(as_float32(inputs))
+        z = _centered(bounded(as_float32(inputs), "inputs", "VarianceCovariancePenalty: ", _DIVERGED, power=4))
         n = ops.cast(ops.shape(z)[0], z.dtype)
         d = float(z.shape[-1])
         var = ops.sum(ops.square(z), axis=0) / ops.maximum(n - 1.0, 1.0)

@@ -15,6 +15,7 @@ from keras_lossplus.layers.base import (
     two_input_shapes,
     variable_value,
 )
+from keras_lossplus.losses.magnitude import bounded
 
 Tensor = Any
 Beta = Union[float, keras.Variable, Any]
@@ -109,6 +110,7 @@ class GaussianSampling(PenaltyLayer):
 
     def penalty(self, inputs: Any) -> Tensor:
         z_mean, z_log_var = (as_float32(t) for t in inputs)
+        z_mean = bounded(z_mean, "z_mean", "GaussianSampling: ", hint="The encoder's means have diverged.")
         return self.current_beta() * ops.mean(gaussian_kl(z_mean, z_log_var))
 
     def outputs(self, inputs: Any, training: Optional[bool]) -> Tensor:

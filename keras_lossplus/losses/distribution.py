@@ -30,6 +30,7 @@ from keras import ops
 
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
+from keras_lossplus.losses.magnitude import magnitude_checked
 from keras_lossplus.losses.options import Options, choice, flag, number, number_or_list
 from keras_lossplus.ops import pairwise_distances, safe_pow
 
@@ -224,6 +225,7 @@ def _mmd(y_true: Tensor, y_pred: Tensor, bandwidth: tuple, sample_weight: Option
 
 
 @Options(bandwidth=number_or_list(low=0.0, low_open=True))
+@magnitude_checked("y_true", "y_pred", hint="Standardize the samples (the kernel's bandwidth is on their scale).")
 def mmd_loss(
     y_true: Tensor, y_pred: Tensor, bandwidth: Bandwidth = 1.0, sample_weight: Optional[Tensor] = None
 ) -> Tensor:
@@ -246,6 +248,11 @@ def mmd_loss(
     formula above. With fewer than two rows of positive weight the loss is 0.
     Squared distances come from one matmul (no square root), so identical
     points have a finite gradient.
+
+    Inputs of magnitude beyond `magnitude.squares_bound` (1.7e13 in float32)
+    overflow its squares: eagerly they raise a `ValueError` naming the
+    argument; under jit they are clipped to the bound, with the gradient
+    passed through (see `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: Target samples `(N, D)` (or `(N,)` for 1-D samples).
@@ -379,6 +386,7 @@ def _sinkhorn(
 
 
 @Options(cost=choice(*SINKHORN_COSTS), epsilon=number(low=0.0, low_open=True), max_iter=_positive_int, debias=flag)
+@magnitude_checked("y_true", "y_pred", hint="Standardize the samples (`epsilon` is on the scale of their costs).")
 def sinkhorn_loss(
     y_true: Tensor,
     y_pred: Tensor,
@@ -417,6 +425,11 @@ def sinkhorn_loss(
     of equal size) but need more iterations; large values blur it towards
     the distance between the means. A row of weight 0 has no mass (and no
     gradient); with no mass on either side the loss is 0.
+
+    Inputs of magnitude beyond `magnitude.squares_bound` (1.7e13 in float32)
+    overflow its squares: eagerly they raise a `ValueError` naming the
+    argument; under jit they are clipped to the bound, with the gradient
+    passed through (see `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: Target samples `(N, D)` (or `(N,)` for 1-D samples).
@@ -565,7 +578,12 @@ def wasserstein_1d_loss(y_true: Tensor, y_pred: Tensor, p: float = 1, mode: str 
         diff = ops.abs(ops.sort(y_true, axis=-1) - ops.sort(y_pred, axis=-1))
         if p == 1.0:
             return ops.mean(diff, axis=-1)
-        return safe_pow(ops.mean(safe_pow(diff, p), axis=-1), 1.0 / p)
+        # W_p is homogeneous of degree 1: computed on diff / s with s the
+        # row's largest difference (held constant, so the gradient is exact),
+        # the powers cannot overflow (|diff| = 1e30, p = 2 is still finite).
+        scale = ops.stop_gradient(ops.max(diff, axis=-1, keepdims=True))
+        scale = ops.where(scale > 0, scale, ops.ones_like(scale))
+        return ops.squeeze(scale, -1) * safe_pow(ops.mean(safe_pow(diff / scale, p), axis=-1), 1.0 / p)
 
     def normalize(h):
         total = ops.sum(h, axis=-1, keepdims=True)

@@ -37,8 +37,9 @@ def f_beta_loss(
 
     With `average="micro"` the counts are summed over every class; with
     `"macro"` one F-beta is computed per class (last axis) and averaged.
-    `epsilon = 1e-7` keeps an empty or all-negative batch finite (its loss is
-    1, and its gradient finite).
+    `epsilon = 1e-7` keeps an all-negative batch finite (its loss is 1, and
+    its gradient finite). With every sample weight 0 (nothing to score) the
+    loss is 0 with gradient 0, as for the other batch-level losses.
 
     Args:
         y_true: Targets in `[0, 1]`, shape `(B, ..., C)` or `(B,)`.
@@ -87,7 +88,11 @@ def f_beta_loss(
     fn = ops.sum(w * (y_true - products), axis=axes)
     b2 = beta * beta
     f = (1.0 + b2) * tp / ((1.0 + b2) * tp + b2 * fn + fp + EPSILON)
-    return 1.0 - ops.mean(f)
+    loss = 1.0 - ops.mean(f)
+    if sample_weight is None:
+        return loss
+    scored = ops.sum(ops.broadcast_to(w, ops.shape(y_pred))) > 0
+    return ops.where(scored, loss, ops.zeros_like(loss))
 
 
 @register

@@ -10,6 +10,7 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
 from keras_lossplus.losses.labels import label_checked
+from keras_lossplus.losses.magnitude import magnitude_checked
 from keras_lossplus.losses.metric_learning.distances import distance, resolve_distance
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
@@ -23,10 +24,16 @@ Tensor = Any
 
 
 @Options(margin=number(low=0.0))
+@magnitude_checked("y_pred", hint="Distances this large come from embeddings that are not normalized.")
 def contrastive_loss(y_true: Tensor, y_pred: Tensor, margin: float = 1.0) -> Tensor:
     r"""Contrastive loss of pairs given their distance (tensorflow-addons).
 
     $$\ell = y\, d^2 + (1 - y) \max(m - d, 0)^2$$
+
+    Inputs of magnitude beyond `magnitude.squares_bound` (1.7e13 in float32)
+    overflow its squares: eagerly they raise a `ValueError` naming the
+    argument; under jit they are clipped to the bound, with the gradient
+    passed through (see `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: 1 for a similar pair, 0 for a dissimilar one.

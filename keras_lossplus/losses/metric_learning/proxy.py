@@ -189,7 +189,12 @@ def proxy_nca_loss(
         [0.1269, 0.6931]
     """
     _, z, own = _proxy_inputs(y_true, y_pred)
-    log_p = ops.log_softmax(softmax_scale * z, axis=-1)
+    # log_softmax(tau * z), shifted by the row maximum before the scale:
+    # XLA's CPU compiler fuses `tau * z - max(tau * z)` into one FMA whose
+    # error at |tau * z| ~ 1e30 (1e23) underflows every exp of the row
+    # (log 0 = -inf); `tau * (z - max z)` is exactly 0 at the maximum.
+    shifted = softmax_scale * (z - ops.stop_gradient(ops.max(z, axis=-1, keepdims=True)))
+    log_p = shifted - ops.logsumexp(shifted, axis=-1, keepdims=True)
     losses = -ops.sum(ops.where(own, log_p, ops.zeros_like(log_p)), axis=-1)
     if sample_weight is not None:
         losses = losses * ops.reshape(ops.cast(ops.convert_to_tensor(sample_weight), losses.dtype), (-1,))

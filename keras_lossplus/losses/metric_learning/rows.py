@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from keras import ops
 
+from keras_lossplus.losses.metric_learning import references
 from keras_lossplus.losses.metric_learning.distances import resolve_distance
 
 Tensor = Any
@@ -36,10 +37,11 @@ class Rows:
         self.anchors = embeddings if whole else embeddings[start : self.stop]
         row_labels = labels if whole else labels[start : self.stop]
         rows = ops.arange(start, self.stop)
-        self.not_self = ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(batch), 0))
+        others = ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(batch), 0))
+        self.not_self = references.valid_columns(others)
         same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
         self.pos = ops.logical_and(same, self.not_self)
-        self.neg = ops.logical_not(same)
+        self.neg = references.valid_columns(ops.logical_not(same))
         self.positives = ops.sum(ops.cast(self.pos, "int32"), axis=1)
         self.valid = ops.logical_and(self.positives > 0, ops.any(self.neg, axis=1))
         weights = ops.cast(self.valid, embeddings.dtype)
@@ -79,7 +81,7 @@ def per_anchor(
     """Run `fn(rows) -> tuple of tensors` over the batch, in blocks of
     `chunk_size` anchors when given (and the batch size is static): `(c,)`
     results are joined into `(B,)` tensors, scalars are summed."""
-    bounds = _block_bounds(embeddings.shape[0], chunk_size)
+    bounds = references.anchor_blocks(chunk_size) or _block_bounds(embeddings.shape[0], chunk_size)
     results = [fn(Rows(embeddings, labels, start, stop, sample_weight)) for start, stop in bounds]
     if len(results) == 1:
         return tuple(results[0])

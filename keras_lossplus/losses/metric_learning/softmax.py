@@ -23,7 +23,14 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.labels import label_checked
-from keras_lossplus.losses.metric_learning.distances import distance, resolve_distance, similarity
+from keras_lossplus.losses.magnitude import magnitude_checked
+from keras_lossplus.losses.metric_learning.distances import (
+    CosineDistance,
+    CosineSimilarity,
+    distance,
+    resolve_distance,
+    similarity,
+)
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.miners import positive_count
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
@@ -32,6 +39,11 @@ from keras_lossplus.losses.options import Options, chunk_size, flag, number
 from keras_lossplus.ops import masked_logsumexp, masked_max, masked_min
 
 Tensor = Any
+
+
+def _cosine(distance: Any, similarity: bool) -> bool:
+    """Whether a `distance=` option (name or object) is the cosine one."""
+    return isinstance(resolve_distance(distance, similarity), (CosineSimilarity, CosineDistance))
 
 
 _positive = number(low=0.0, low_open=True)
@@ -295,6 +307,8 @@ class LiftedStructureLoss(BatchLoss):
 
 
 @Options(distance=similarity, normalize=flag, chunk_size=chunk_size)
+@magnitude_checked("y_pred", when=lambda a: not _cosine(a["distance"], True) and not a["normalize"],
+                   hint="Normalize the embeddings (`normalize=True`) or use `distance='cosine'`.")
 @label_checked
 @compiled_on_jax
 def npair_loss(
@@ -312,6 +326,12 @@ def npair_loss(
     averaged over the anchor-positive pairs; every other-class sample of the
     batch is a negative. Sohn's L2 penalty on the embeddings is not included
     (add `keras_lossplus.layers.L2Penalty` for it).
+
+    With the dot product and no normalization, inputs of magnitude beyond
+    `magnitude.squares_bound` (1.7e13 in float32) overflow its products:
+    eagerly they raise a `ValueError` naming the argument; under jit they
+    are clipped to the bound, with the gradient passed through (see
+    `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: Integer labels `(B,)` or `(B, 1)`.
@@ -573,6 +593,8 @@ class SupConLoss(BatchLoss):
 
 
 @Options(distance=distance, temperature=_positive, normalize=flag, chunk_size=chunk_size)
+@magnitude_checked("y_pred", when=lambda a: not _cosine(a["distance"], False) and not a["normalize"],
+                   hint="Normalize the embeddings (`normalize=True`) or use `distance='cosine'`.")
 @label_checked
 @compiled_on_jax
 def soft_nearest_neighbor_loss(
@@ -590,6 +612,12 @@ def soft_nearest_neighbor_loss(
 
     averaged over the anchors that have a positive and a negative: low when
     each sample's neighbourhood is dominated by its own class.
+
+    Without normalization or the cosine distance, inputs of magnitude beyond
+    `magnitude.squares_bound` (1.7e13 in float32) overflow its squares:
+    eagerly they raise a `ValueError` naming the argument; under jit they
+    are clipped to the bound, with the gradient passed through (see
+    `keras_lossplus.losses.magnitude`).
 
     Args:
         y_true: Integer labels `(B,)` or `(B, 1)`.

@@ -239,7 +239,11 @@ def _mcc_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_f
     tn = ops.sum(negatives * (1.0 - probabilities(raw, mode, from_logits)), axis=axes) + smooth
     tp, fp, fn = tp + smooth, fp + smooth, fn + smooth
     denominator = safe_sqrt((tp + fp) * (tp + fn)) * safe_sqrt((tn + fp) * (tn + fn))
-    return ops.mean(1.0 - safe_ratio(tp * tn - fp * fn, denominator), axis=-1)
+    per_class = 1.0 - safe_ratio(tp * tn - fp * fn, denominator)
+    if weights is not None:  # nothing scored (every pixel ignored or of weight 0): 0, as Dice
+        scored = ops.sum(ops.broadcast_to(weights, ops.shape(target)), axis=axes) > 0
+        per_class = ops.where(scored, per_class, ops.zeros_like(per_class))
+    return ops.mean(per_class, axis=-1)
 
 
 @Options(**COMMON)
@@ -253,6 +257,8 @@ def mcc_loss(y_true: Tensor, y_pred: Tensor, mode: str = "binary", from_logits: 
     with `smooth` added to each soft count (segmentation_models_pytorch's
     `MCCLoss(eps=1e-5)` for `mode="binary"`, which it alone supports).
     Unlike Dice, true negatives count: useful when the background matters.
+    With nothing to score (every pixel ignored or of weight 0) the loss is
+    0 with gradient 0, as for Dice.
 
     Args:
         y_true: Targets.

@@ -1,0 +1,27 @@
+"""Retrieval metrics of embeddings: Recall@K, Precision@1, R-precision,
+MAP@R and NDCG@K, as `keras.metrics.Metric` classes scoring each batch in-batch
+(for `model.compile(metrics=[...])`, compiled with XLA), and as pure
+functions scoring queries in-batch or against a held-out reference set.
+
+>>> import keras_lossplus as klp
+>>> metric = klp.metrics.RecallAtK(k=5)
+"""
+
+from keras_lossplus.metrics.classes import MAPAtR, NDCGAtK, PrecisionAtOne, RecallAtK, RPrecision
+from keras_lossplus.metrics.retrieval import (
+    has_positive, map_at_r, ndcg_at_k, precision_at_one, r_precision, recall_at_k,
+)
+
+__all__ = [
+    "MAPAtR",
+    "NDCGAtK",
+    "PrecisionAtOne",
+    "RPrecision",
+    "RecallAtK",
+    "has_positive",
+    "map_at_r",
+    "ndcg_at_k",
+    "precision_at_one",
+    "r_precision",
+    "recall_at_k",
+]
