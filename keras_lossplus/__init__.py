@@ -7,7 +7,7 @@ and retrieval metrics that Keras 3 does not ship, on JAX, TensorFlow and PyTorch
 
 __version__ = "0.1.0"
 
-from keras_lossplus import layers, losses, metrics, ops, schedules
+from keras_lossplus import distances, layers, losses, metrics, miners, ops, reducers, schedules
 from keras_lossplus.grad_cache import GradCacheModel
 from keras_lossplus.layers.logging import PenaltyLogging, log_penalties
 from keras_lossplus.multi_output import MultiOutputModel, MultiOutputTraining, weighting
@@ -18,11 +18,14 @@ __all__ = [
     "MultiOutputTraining",
     "PenaltyLogging",
     "__version__",
+    "distances",
     "layers",
     "log_penalties",
     "losses",
     "metrics",
+    "miners",
     "ops",
+    "reducers",
     "schedules",
     "weighting",
 ]

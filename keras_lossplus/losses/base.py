@@ -27,7 +27,7 @@ from keras import ops
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus import keras_internals
-from keras_lossplus.losses.options import check_choice, check_float_predictions, unchecked
+from keras_lossplus.losses.options import check_choice, check_float_predictions, saved_option, unchecked
 from keras_lossplus.ops import compute_dtype, with_gradient_of
 
 Tensor = Any
@@ -100,7 +100,7 @@ class LossPlus(keras.losses.Loss):
         dtype = self._dtype_arg
         if dtype is not None and not isinstance(dtype, str):
             dtype = keras_internals.loss_dtype_policy_name(self)
-        config.update(dtype=dtype, **self._options)
+        config.update(dtype=dtype, **{k: saved_option(v) for k, v in self._options.items()})
         return config
 
     def __repr__(self) -> str:

@@ -177,6 +177,54 @@ chunk_size = optional(positive_int)
 """`None` or a positive number of anchors per block."""
 
 
+class Component:
+    """Base of the objects a loss takes as an option next to a name (the
+    metric-learning distances, miners and reducers): saved in the loss's
+    config with `keras.saving.serialize_keras_object` (see
+    `saved_option`) and restored by the option's check
+    (`component_or_choice`). Subclasses with constructor arguments return
+    them from `get_config`."""
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Component":
+        return cls(**config)
+
+
+def saved_option(value: Any) -> Any:
+    """An option as a loss's `get_config` returns it: a `Component`
+    serialized, anything else unchanged."""
+    return keras.saving.serialize_keras_object(value) if isinstance(value, Component) else value
+
+
+def component_or_choice(kind: type, allowed: Sequence[str]) -> Check:
+    """One of the names `allowed`, an instance of `kind` (a `Component`
+    class), or the saved config of one (deserialized): an unknown name
+    raises `ValueError` naming the option and the names and the class, any
+    other value `TypeError`."""
+
+    def check(name: str, value: Any) -> Any:
+        if isinstance(value, Mapping) and "class_name" in value:
+            value = keras.saving.deserialize_keras_object(dict(value))
+        if isinstance(value, kind):
+            return value
+        if isinstance(value, str):
+            if value not in allowed:
+                raise ValueError(
+                    f"Invalid value for argument `{name}`. Expected one of {tuple(allowed)}. "
+                    f"Received: {name}={value!r} (it also takes a `{kind.__name__}` object)"
+                )
+            return value
+        raise TypeError(
+            f"Argument `{name}` must be one of {tuple(allowed)} or a `{kind.__name__}` object. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+
+    return check
+
+
 # --------------------------------------------------------------------------- the spec
 
 

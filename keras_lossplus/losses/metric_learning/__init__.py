@@ -15,14 +15,18 @@ like any per-sample Keras loss.
 
 Modules:
 
-* `distances`: the distances and similarities the losses take by name;
+* `distances`: the `Distance` objects (`keras_lossplus.distances`), the
+  names the losses take as shorthands for them and `resolve_distance`;
 * `inputs`: labels and embeddings in, checked;
 * `rows`: blocks of anchors (`Rows`) and `per_anchor`, which runs a
   per-anchor function over the batch in blocks of `chunk_size` anchors, so
   that the memory is `chunk_size x B` instead of `B x B`;
-* `miners`: the triplet miners (semi-hard, all, hard);
+* `miners`: the triplet miners (semi-hard, all, hard) as functions;
+* `mining`, `easy_hard`, `distance_weighted`: the `Miner` objects
+  (`keras_lossplus.miners`) and `resolve_miner`;
 * `reducers`: per-anchor numerators and counts to the loss,
-  `sum_a w_a num_a / sum_a w_a cnt_a` over the valid anchors;
+  `sum_a w_a num_a / sum_a w_a cnt_a` over the valid anchors, and the
+  `Reducer` objects of `TripletLoss(reducer=)` (`keras_lossplus.reducers`);
 * `pair`, `triplet`, `softmax`, `proxy`: the losses;
 * `in_batch`: the in-batch losses of sentence embeddings after
   sentence-transformers (multiple negatives ranking, CoSENT, AnglE), on

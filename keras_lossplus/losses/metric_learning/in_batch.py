@@ -47,8 +47,11 @@ def _weighted_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
     return safe_ratio(ops.sum(values * weights), ops.sum(weights))
 
 
-def _scores(x: Tensor, y: Tensor, similarity: str, scale: float) -> Tensor:
-    """`scale * similarity(x_i, y_j)`, shape `(N, M)`."""
+def _scores(x: Tensor, y: Tensor, similarity: Any, scale: float) -> Tensor:
+    """`scale * similarity(x_i, y_j)`, shape `(N, M)`; `similarity` a name
+    or a similarity object (`keras_lossplus.distances`)."""
+    if not isinstance(similarity, str):
+        return scale * similarity.pairwise(x, y)
     if similarity == "cosine":
         x, y = unit_vectors(x), unit_vectors(y)
     return scale * ops.matmul(x, ops.transpose(y))
@@ -108,7 +111,8 @@ def multiple_negatives_ranking_loss(
         scale: `s > 0`, the inverse temperature (20 is a temperature of
             0.05).
         similarity: `"cosine"` (default) or `"dot"` (then a `scale` of
-            about 1, as sentence-transformers advises).
+            about 1, as sentence-transformers advises), or a similarity
+            object of `keras_lossplus.distances` (`is_similarity=True`).
         symmetric: Also the positive-to-anchor direction.
         mask_same_label: Read `y_true` as labels (see `y_true`).
         sample_weight: Optional `(B,)` weights of the examples (anchors).

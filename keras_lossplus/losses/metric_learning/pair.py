@@ -11,7 +11,7 @@ from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
 from keras_lossplus.losses.labels import label_checked
 from keras_lossplus.losses.magnitude import magnitude_checked
-from keras_lossplus.losses.metric_learning.distances import distance
+from keras_lossplus.losses.metric_learning.distances import distance, resolve_distance
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
 from keras_lossplus.losses.metric_learning.rows import per_anchor
@@ -98,7 +98,7 @@ def batch_contrastive_loss(
     y_pred: Tensor,
     pos_margin: float = 0.0,
     neg_margin: float = 1.0,
-    distance: str = "euclidean",
+    distance: Any = "euclidean",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -117,7 +117,8 @@ def batch_contrastive_loss(
         y_pred: Embeddings `(B, D)`.
         pos_margin: Positive pairs closer than this cost nothing.
         neg_margin: Negative pairs farther than this cost nothing.
-        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        distance: `"euclidean"`, `"squared_euclidean"`, `"cosine"` or a
+            `Distance` (`keras_lossplus.distances`).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -135,6 +136,7 @@ def batch_contrastive_loss(
         >>> round(float(batch_contrastive_loss(labels, emb)), 4)
         1.5
     """
+    distance = resolve_distance(distance)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
 
     def block(rows):
@@ -186,7 +188,7 @@ class BatchContrastiveLoss(BatchLoss):
         self,
         pos_margin: float = 0.0,
         neg_margin: float = 1.0,
-        distance: str = "euclidean",
+        distance: Any = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",

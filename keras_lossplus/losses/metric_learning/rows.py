@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 from keras import ops
 
 from keras_lossplus.losses.metric_learning import references
-from keras_lossplus.ops import l2_normalize, pairwise_distances
+from keras_lossplus.losses.metric_learning.distances import resolve_distance
 
 Tensor = Any
 
@@ -53,16 +53,16 @@ class Rows:
         """The block's slice of a per-sample `(B, ...)` tensor."""
         return values[self.start : self.stop]
 
-    def distances(self, metric: str) -> Tensor:
-        """`(c, B)` distances from the anchors to every sample (0 to themselves)."""
-        d = pairwise_distances(self.anchors, self.embeddings, metric=metric)
+    def distances(self, distance: Any) -> Tensor:
+        """`(c, B)` distances (a `Distance` or its name) from the anchors to
+        every sample (0 to themselves)."""
+        d = resolve_distance(distance).pairwise(self.anchors, self.embeddings)
         return ops.where(self.not_self, d, ops.zeros_like(d))
 
-    def similarities(self, kind: str) -> Tensor:
-        """`(c, B)` cosine similarities or dot products of the anchors with every sample."""
-        if kind == "cosine":
-            return ops.matmul(l2_normalize(self.anchors), ops.transpose(l2_normalize(self.embeddings)))
-        return ops.matmul(self.anchors, ops.transpose(self.embeddings))
+    def similarities(self, similarity: Any) -> Tensor:
+        """`(c, B)` similarities (a `Distance` with `is_similarity`, or
+        `"cosine"` / `"dot"`) of the anchors with every sample."""
+        return resolve_distance(similarity, similarity=True).pairwise(self.anchors, self.embeddings)
 
 
 def _block_bounds(batch: Optional[int], chunk_size: Optional[int]) -> list:

@@ -23,8 +23,14 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.labels import label_checked
-from keras_lossplus.losses.metric_learning.distances import distance, similarity
 from keras_lossplus.losses.magnitude import magnitude_checked
+from keras_lossplus.losses.metric_learning.distances import (
+    CosineDistance,
+    CosineSimilarity,
+    distance,
+    resolve_distance,
+    similarity,
+)
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs
 from keras_lossplus.losses.metric_learning.miners import positive_count
 from keras_lossplus.losses.metric_learning.reducers import anchor_mean
@@ -33,6 +39,11 @@ from keras_lossplus.losses.options import Options, chunk_size, flag, number
 from keras_lossplus.ops import masked_logsumexp, masked_max, masked_min
 
 Tensor = Any
+
+
+def _cosine(distance: Any, similarity: bool) -> bool:
+    """Whether a `distance=` option (name or object) is the cosine one."""
+    return isinstance(resolve_distance(distance, similarity), (CosineSimilarity, CosineDistance))
 
 
 _positive = number(low=0.0, low_open=True)
@@ -72,7 +83,7 @@ def multi_similarity_loss(
     beta: float = 50.0,
     base: float = 0.5,
     epsilon: float = 0.1,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
@@ -95,7 +106,8 @@ def multi_similarity_loss(
         beta: Scale of the negative term, `> 0`.
         base: The similarity offset `lambda`.
         epsilon: The miner's margin, `>= 0`.
-        distance: Similarity: `"cosine"` or `"dot"`.
+        distance: Similarity: `"cosine"`, `"dot"` or a `Distance` with
+            `is_similarity=True` (`keras_lossplus.distances`).
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
 
@@ -112,6 +124,7 @@ def multi_similarity_loss(
         >>> round(float(multi_similarity_loss(labels, emb)), 4)
         0.3394
     """
+    distance = resolve_distance(distance, similarity=True)
 
     def term(rows):
         s = rows.similarities(distance)
@@ -167,7 +180,7 @@ class MultiSimilarityLoss(BatchLoss):
         beta: float = 50.0,
         base: float = 0.5,
         epsilon: float = 0.1,
-        distance: str = "cosine",
+        distance: Any = "cosine",
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
@@ -190,7 +203,7 @@ def lifted_structure_loss(
     y_true: Tensor,
     y_pred: Tensor,
     margin: float = 1.0,
-    distance: str = "euclidean",
+    distance: Any = "euclidean",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -209,7 +222,8 @@ def lifted_structure_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         margin: Margin `m >= 0`.
-        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        distance: `"euclidean"`, `"squared_euclidean"`, `"cosine"` or a
+            `Distance` (`keras_lossplus.distances`).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -227,6 +241,7 @@ def lifted_structure_loss(
         >>> round(float(lifted_structure_loss(labels, emb)), 4)
         2.4314
     """
+    distance = resolve_distance(distance)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
 
     def negatives(rows):
@@ -274,7 +289,7 @@ class LiftedStructureLoss(BatchLoss):
     def __init__(
         self,
         margin: float = 1.0,
-        distance: str = "euclidean",
+        distance: Any = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
@@ -292,14 +307,14 @@ class LiftedStructureLoss(BatchLoss):
 
 
 @Options(distance=similarity, normalize=flag, chunk_size=chunk_size)
-@magnitude_checked("y_pred", when=lambda a: a["distance"] == "dot" and not a["normalize"],
+@magnitude_checked("y_pred", when=lambda a: not _cosine(a["distance"], True) and not a["normalize"],
                    hint="Normalize the embeddings (`normalize=True`) or use `distance='cosine'`.")
 @label_checked
 @compiled_on_jax
 def npair_loss(
     y_true: Tensor,
     y_pred: Tensor,
-    distance: str = "dot",
+    distance: Any = "dot",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -321,7 +336,8 @@ def npair_loss(
     Args:
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
-        distance: Similarity: `"dot"` (the paper's) or `"cosine"`.
+        distance: Similarity: `"dot"` (the paper's), `"cosine"` or a
+            `Distance` with `is_similarity=True`.
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -339,6 +355,7 @@ def npair_loss(
         >>> round(float(npair_loss(labels, emb)), 4)
         0.9575
     """
+    distance = resolve_distance(distance, similarity=True)
     def term(rows):
         return _pair_softmax(rows, rows.similarities(distance))
 
@@ -374,7 +391,7 @@ class NPairLoss(BatchLoss):
 
     def __init__(
         self,
-        distance: str = "dot",
+        distance: Any = "dot",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
@@ -395,7 +412,7 @@ def nt_xent_loss(
     y_true: Tensor,
     y_pred: Tensor,
     temperature: float = 0.07,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
@@ -411,7 +428,8 @@ def nt_xent_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         temperature: `T > 0`.
-        distance: Similarity: `"cosine"` or `"dot"`.
+        distance: Similarity: `"cosine"`, `"dot"` or a `Distance` with
+            `is_similarity=True` (`keras_lossplus.distances`).
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
 
@@ -429,6 +447,7 @@ def nt_xent_loss(
         >>> round(float(nt_xent_loss(labels, emb, temperature=0.5)), 4)
         0.8707
     """
+    distance = resolve_distance(distance, similarity=True)
     def term(rows):
         return _pair_softmax(rows, rows.similarities(distance) / temperature)
 
@@ -465,7 +484,7 @@ class NTXentLoss(BatchLoss):
     def __init__(
         self,
         temperature: float = 0.07,
-        distance: str = "cosine",
+        distance: Any = "cosine",
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
@@ -488,7 +507,7 @@ def supcon_loss(
     y_true: Tensor,
     y_pred: Tensor,
     temperature: float = 0.1,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
@@ -503,7 +522,8 @@ def supcon_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         temperature: `T > 0`.
-        distance: Similarity: `"cosine"` or `"dot"`.
+        distance: Similarity: `"cosine"`, `"dot"` or a `Distance` with
+            `is_similarity=True` (`keras_lossplus.distances`).
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
 
@@ -519,6 +539,7 @@ def supcon_loss(
         >>> round(float(supcon_loss(labels, emb, temperature=0.5)), 4)
         0.8707
     """
+    distance = resolve_distance(distance, similarity=True)
     def term(rows):
         logits = rows.similarities(distance) / temperature
         log_prob = logits - masked_logsumexp(logits, rows.not_self, axis=1, keepdims=True)
@@ -558,7 +579,7 @@ class SupConLoss(BatchLoss):
     def __init__(
         self,
         temperature: float = 0.1,
-        distance: str = "cosine",
+        distance: Any = "cosine",
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
@@ -572,7 +593,7 @@ class SupConLoss(BatchLoss):
 
 
 @Options(distance=distance, temperature=_positive, normalize=flag, chunk_size=chunk_size)
-@magnitude_checked("y_pred", when=lambda a: a["distance"] != "cosine" and not a["normalize"],
+@magnitude_checked("y_pred", when=lambda a: not _cosine(a["distance"], False) and not a["normalize"],
                    hint="Normalize the embeddings (`normalize=True`) or use `distance='cosine'`.")
 @label_checked
 @compiled_on_jax
@@ -580,7 +601,7 @@ def soft_nearest_neighbor_loss(
     y_true: Tensor,
     y_pred: Tensor,
     temperature: float = 1.0,
-    distance: str = "squared_euclidean",
+    distance: Any = "squared_euclidean",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -602,7 +623,8 @@ def soft_nearest_neighbor_loss(
         y_true: Integer labels `(B,)` or `(B, 1)`.
         y_pred: Embeddings `(B, D)`.
         temperature: `T > 0`.
-        distance: `"squared_euclidean"` (the paper's), `"euclidean"` or `"cosine"`.
+        distance: `"squared_euclidean"` (the paper's), `"euclidean"`,
+            `"cosine"` or a `Distance` (`keras_lossplus.distances`).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -620,6 +642,7 @@ def soft_nearest_neighbor_loss(
         >>> round(float(soft_nearest_neighbor_loss(labels, emb)), 4)
         1.0912
     """
+    distance = resolve_distance(distance)
     def term(rows):
         logits = -rows.distances(distance) / temperature
         value = masked_logsumexp(logits, rows.not_self, axis=1) - masked_logsumexp(logits, rows.pos, axis=1)
@@ -659,7 +682,7 @@ class SoftNearestNeighborLoss(BatchLoss):
     def __init__(
         self,
         temperature: float = 1.0,
-        distance: str = "squared_euclidean",
+        distance: Any = "squared_euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",

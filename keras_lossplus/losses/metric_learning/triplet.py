@@ -9,25 +9,14 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, register
 from keras_lossplus.losses.labels import label_checked
-from keras_lossplus.losses.metric_learning.distances import distance
+from keras_lossplus.losses.metric_learning.distances import distance, resolve_distance
 from keras_lossplus.losses.metric_learning.inputs import embedding_inputs, split_columns
-from keras_lossplus.losses.metric_learning.miners import (
-    all_triplets,
-    hard_triplets,
-    hardest,
-    hinge_or_softplus,
-    mined_loss,
-    semihard_triplets,
-)
-from keras_lossplus.losses.metric_learning.reducers import anchor_mean, safe_ratio
+from keras_lossplus.losses.metric_learning.miners import hardest, hinge_or_softplus, mined_loss
+from keras_lossplus.losses.metric_learning.mining import mining_option, resolve_miner
+from keras_lossplus.losses.metric_learning.reducers import anchor_mean, reducer_option, resolve_reducer
 from keras_lossplus.losses.metric_learning.rows import per_anchor
 from keras_lossplus.losses.options import Options, choice, chunk_size, flag, number
-from keras_lossplus.ops import (
-    l2_normalize,
-    largest_finite,
-    masked_min,
-    paired_distances,
-)
+from keras_lossplus.ops import l2_normalize, largest_finite, masked_min
 
 Tensor = Any
 
@@ -62,19 +51,20 @@ def _weighted(loss: Tensor, sample_weight: Any) -> Tensor:
 # --------------------------------------------------------------------------- triplet
 
 
-@Options(mining=choice(*TRIPLET_MINING), distance=distance, margin=number(low=0.0), soft=flag, normalize=flag,
-         chunk_size=chunk_size)
+@Options(mining=mining_option(*TRIPLET_MINING), distance=distance, margin=number(low=0.0), soft=flag,
+         normalize=flag, chunk_size=chunk_size, reducer=reducer_option)
 @label_checked
 @compiled_on_jax
 def triplet_loss(
     y_true: Tensor,
     y_pred: Tensor,
     margin: float = 1.0,
-    mining: str = "semihard",
-    distance: str = "euclidean",
+    mining: Any = "semihard",
+    distance: Any = "euclidean",
     soft: bool = False,
     normalize: bool = False,
     chunk_size: Optional[int] = None,
+    reducer: Any = None,
     sample_weight: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Triplet loss with in-batch mining.
@@ -94,6 +84,9 @@ def triplet_loss(
     * `"none"`: `y_pred` holds explicit triplets `[anchor | positive |
       negative]` concatenated on the last axis, `y_true` is ignored, and the
       result is one value per triplet.
+    * a `Miner` object (`keras_lossplus.miners`): the three above as
+      `SemiHardMiner()`, `HardMiner()`, `AllTripletsMiner()` (the same
+      numbers), `BatchEasyHardMiner`, `DistanceWeightedMiner` or your own.
 
     Anchors without a positive or without a negative in the batch are left
     out; a batch without any valid anchor gives 0 (tensorflow-addons gives
@@ -105,11 +98,17 @@ def triplet_loss(
         y_pred: Embeddings `(B, D)` (`(B, 3 D)` with `mining="none"`).
         margin: Margin `m >= 0` (not used with `soft=True`, as in
             tensorflow-addons).
-        mining: `"semihard"`, `"hard"`, `"all"` or `"none"`.
-        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        mining: `"semihard"`, `"hard"`, `"all"`, `"none"` or a `Miner`.
+        distance: `"euclidean"`, `"squared_euclidean"`, `"cosine"` or a
+            `Distance` (`keras_lossplus.distances`, not a similarity).
         soft: Use the soft margin `softplus(d_ap - d_an)` (Hermans et al.).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
+        reducer: How the mined triplets' losses become the loss: `None` (the
+            miner's own, as described above), `"mean"` (over every mined
+            triplet), `"avg_nonzero"` (over those with a positive loss),
+            `"sum"`, or a `Reducer` (`keras_lossplus.reducers`). Not used
+            with `mining="none"`.
         sample_weight: Optional `(B,)` weights of the anchors (of the
             triplets with `mining="none"`).
 
@@ -128,17 +127,19 @@ def triplet_loss(
         0.6464
     """
     shift = 0.0 if soft else margin
-    if mining == "none":
+    distance = resolve_distance(distance)
+    if isinstance(mining, str) and mining == "none":
         a, p, n = _explicit(y_pred, 3, "[anchor | positive | negative]", normalize)
-        t = paired_distances(a, p, distance) - paired_distances(a, n, distance) + shift
+        t = distance.pair(a, p) - distance.pair(a, n) + shift
         return _weighted(hinge_or_softplus(t, soft)[0], sample_weight)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
-    miner = {"semihard": semihard_triplets, "hard": hard_triplets, "all": all_triplets}[mining]
+    miner = resolve_miner(mining)
+    reducer = resolve_reducer(reducer, miner.default_reducer(soft))
 
     def block(rows):
-        return mined_loss(rows, labels, miner, distance, shift, soft)
+        return mined_loss(rows, labels, miner, distance, shift, soft, reducer.nonzero)
 
-    return safe_ratio(*per_anchor(embeddings, labels, chunk_size, block, sample_weight))
+    return reducer.reduce(*per_anchor(embeddings, labels, chunk_size, block, sample_weight))
 
 
 @register
@@ -152,8 +153,10 @@ class TripletLoss(_EmbeddingLoss):
     distances (add `normalize=True` for its default `LpDistance`).
 
     Args:
-        margin, mining, distance, soft, normalize, chunk_size: See
-            `triplet_loss`.
+        margin, mining, distance, soft, normalize, chunk_size, reducer: See
+            `triplet_loss`; `mining`, `distance` and `reducer` take a name or
+            an object (`keras_lossplus.miners`, `.distances`, `.reducers`),
+            saved with the loss's config.
         cross_replica: `"gather"` (default): under `tf.distribute`, the loss of
             the global batch, all-gathered from the replicas; `"local"`: each
             replica's own slice (see `keras_lossplus.losses.BatchLoss`).
@@ -177,11 +180,12 @@ class TripletLoss(_EmbeddingLoss):
     def __init__(
         self,
         margin: float = 1.0,
-        mining: str = "semihard",
-        distance: str = "euclidean",
+        mining: Any = "semihard",
+        distance: Any = "euclidean",
         soft: bool = False,
         normalize: bool = False,
         chunk_size: Optional[int] = None,
+        reducer: Any = None,
         cross_replica: str = "gather",
         reduction: Optional[str] = "sum_over_batch_size",
         name: Optional[str] = "triplet_loss",
@@ -198,6 +202,7 @@ class TripletLoss(_EmbeddingLoss):
             soft=soft,
             normalize=normalize,
             chunk_size=chunk_size,
+            reducer=reducer,
         )
 
 
@@ -234,7 +239,7 @@ def quadruplet_loss(
     margin1: float = 1.0,
     margin2: float = 0.5,
     mining: str = "hard",
-    distance: str = "euclidean",
+    distance: Any = "euclidean",
     normalize: bool = False,
     chunk_size: Optional[int] = None,
     sample_weight: Optional[Tensor] = None,
@@ -259,7 +264,8 @@ def quadruplet_loss(
         margin1: Margin of the anchor-negative term, `>= 0`.
         margin2: Margin of the negative-pair term, `>= 0`.
         mining: `"hard"` or `"none"`.
-        distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"`.
+        distance: `"euclidean"`, `"squared_euclidean"`, `"cosine"` or a
+            `Distance` (`keras_lossplus.distances`).
         normalize: L2-normalize the embeddings first.
         chunk_size: Compute the `B x B` work in blocks of this many anchors.
         sample_weight: Optional `(B,)` weights of the anchors.
@@ -277,11 +283,12 @@ def quadruplet_loss(
         >>> round(float(quadruplet_loss(labels, emb, mining="hard")), 4)
         0.7929
     """
+    distance = resolve_distance(distance)
     if mining == "none":
         a, p, n1, n2 = _explicit(y_pred, 4, "[anchor | positive | negative1 | negative2]", normalize)
-        d_ap = paired_distances(a, p, distance)
-        loss = ops.relu(d_ap - paired_distances(a, n1, distance) + margin1)
-        loss = loss + ops.relu(d_ap - paired_distances(n1, n2, distance) + margin2)
+        d_ap = distance.pair(a, p)
+        loss = ops.relu(d_ap - distance.pair(a, n1) + margin1)
+        loss = loss + ops.relu(d_ap - distance.pair(n1, n2) + margin2)
         return _weighted(loss, sample_weight)
     labels, embeddings = embedding_inputs(y_true, y_pred, normalize)
     stats = _nearest_other_classes(labels, distance)
@@ -334,7 +341,7 @@ class QuadrupletLoss(_EmbeddingLoss):
         margin1: float = 1.0,
         margin2: float = 0.5,
         mining: str = "hard",
-        distance: str = "euclidean",
+        distance: Any = "euclidean",
         normalize: bool = False,
         chunk_size: Optional[int] = None,
         cross_replica: str = "gather",
