@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_lossplus as klp
 from keras_lossplus import losses as L
 from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, value_and_grad, xla_compile
 from tests.contract import LossCase, contract_suite
@@ -367,3 +368,15 @@ if BACKEND in XLA_BACKENDS:
         loss = L.MultipleNegativesRankingLoss(symmetric=True, mask_same_label=True)
         compiled = xla_compile(lambda t, p: loss(t, p))
         np.testing.assert_allclose(to_numpy(compiled(y_true, y)), to_numpy(loss(y_true, y)), rtol=1e-5)
+
+
+def test_ranking_loss_takes_a_similarity_object_with_the_names_values():
+    y_pred = np.random.default_rng(3).normal(size=(6, 3, 4)).astype("float32")
+    labels = np.zeros((6,), "float32")
+    for name, obj in (("cosine", klp.distances.CosineSimilarity()), ("dot", klp.distances.DotProductSimilarity())):
+        by_name = klp.losses.MultipleNegativesRankingLoss(similarity=name, scale=2.0)(labels, y_pred)
+        by_object = klp.losses.MultipleNegativesRankingLoss(similarity=obj, scale=2.0)(labels, y_pred)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(by_object), keras.ops.convert_to_numpy(by_name),
+                                   rtol=1e-5)
+    with pytest.raises(ValueError, match="similarity"):
+        klp.losses.MultipleNegativesRankingLoss(similarity=klp.distances.EuclideanDistance())
