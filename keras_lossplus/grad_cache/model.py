@@ -70,7 +70,8 @@ class GradCacheModel(keras.Model):
     `chunk_size` (the last batch of an epoch) runs as one chunk: refusing it
     would make `fit` fail at the end of every epoch whose size the batch
     size does not divide; the memory is never more than that of
-    `chunk_size` items.
+    `chunk_size` items. `fit(batch_size=...)` with a batch of fewer items
+    than `chunk_size` raises a `ValueError` naming `chunk_size`.
 
     `compile`, `fit`, `evaluate` and `predict` are Keras': only the training
     step changes; `evaluate` and `predict` run the encoder on the whole
@@ -152,6 +153,20 @@ class GradCacheModel(keras.Model):
     def items_of_outputs(y_pred: Any, groups: Optional[int]) -> Any:
         """`(N, m, *out)` back to the encoder's rows `(N * m, *out)`."""
         return y_pred if groups is None else ops.reshape(y_pred, (-1,) + tuple(y_pred.shape[2:]))
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None, **kwargs: Any) -> Any:
+        """Keras' `fit`; refuses a `batch_size` whose items all fit in one
+        chunk (GradCache would then save nothing: a mistake in `chunk_size`)."""
+        if batch_size is not None and hasattr(x, "shape") and self._klp_item_rank is not None:
+            groups = x.shape[1] if len(x.shape) == self._klp_item_rank + 2 else 1
+            if batch_size * groups < self.chunk_size:
+                raise ValueError(
+                    f"`chunk_size`={self.chunk_size} is larger than a batch ({batch_size} examples x {groups} "
+                    f"items = {batch_size * groups} items): every step would be one chunk and GradCache would "
+                    "save no memory. Pass a `chunk_size` below the batch's number of items (or train the "
+                    "encoder with a plain Model)."
+                )
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def call(self, x: Any, training: Any = None) -> Any:
         items, groups = self.items_of(x)

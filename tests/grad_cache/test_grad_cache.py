@@ -214,3 +214,13 @@ def test_mixed_bfloat16_encoder():
     for a, b in zip(w, w_full):
         assert np.isfinite(a).all()
         np.testing.assert_allclose(a, b, atol=2e-2)
+
+
+@pytest.mark.parametrize("kind", ["supcon", "pairs"])
+def test_fit_with_a_batch_below_the_chunk_size_raises_naming_it(kind):
+    x, y = data(kind, 8, np.random.default_rng(0))
+    model = klp.GradCacheModel(encoder(), chunk_size=8)
+    model.compile(optimizer="sgd", loss=LOSSES[kind]())
+    with pytest.raises(ValueError, match=r"`chunk_size`=8 is larger than a batch"):
+        model.fit(x, y, batch_size=2 if kind == "pairs" else 4, verbose=0)
+    model.fit(x, y, batch_size=4 if kind == "pairs" else 8, epochs=1, verbose=0)  # 8 items: one chunk, allowed
