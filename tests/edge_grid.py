@@ -43,6 +43,7 @@ LOSS_MODULES = [
     "tests.losses.metric_learning.test_in_batch",
     "tests.losses.segmentation.test_segmentation",
     "tests.losses.test_regression",
+    "tests.losses.test_detection",
     "tests.losses.test_distribution",
     "tests.losses.test_ranking",
     "tests.losses.test_ordinal",
@@ -91,7 +92,10 @@ LOSS_KINDS = {
     "PolyLoss": ("onehot", "auto"), "BiTemperedLogisticLoss": ("onehot", "logits"),
     "WeightedKappaLoss": ("onehot", "probs"),
     # regression
-    **{n: ("values", "values") for n in ("CharbonnierLoss", "GeneralAdaptiveLoss", "PinballLoss", "TukeyBiweightLoss")},
+    **{n: ("values", "values") for n in (
+        "CharbonnierLoss", "GeneralAdaptiveLoss", "PinballLoss", "SmoothL1Loss", "TukeyBiweightLoss")},
+    # boxes (..., 4) against boxes
+    **{n: ("boxes", "boxes") for n in ("CIoULoss", "DIoULoss", "GIoULoss", "IoULoss")},
     # labels + embeddings
     **{n: ("classes", "embeddings") for n in (
         "BatchContrastiveLoss", "LiftedStructureLoss", "MultiSimilarityLoss", "NPairLoss", "NTXentLoss",
@@ -144,12 +148,14 @@ MEANINGLESS = {
                   "distances) refuse them (REFUSED)",
     "stacked_pairs": "1e30 embeddings: computed (finite value and gradient) under cosine similarity, each "
                      "vector divided by its largest entry before normalizing",
-    "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form) and Wasserstein p > 1 (scaled by the "
-              "largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
+    "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form), smooth L1 (linear beyond beta) and "
+              "Wasserstein p > 1 (scaled by the largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
               "of 1e30, refuse them (REFUSED)",
     "activations": "penalty layers: L1, KL-sparsity, entropy and orthogonality (normalized) are computed at 1e30; "
                    "the quadratic ones (L2, elastic net, decorrelation, variance-covariance, center, Gaussian KL) "
                    "refuse 1e30 (REFUSED_BY_LAYERS); heads and proxy layers normalize: computed",
+    "boxes": "1e30 coordinates: computed (finite value and gradient): the IoU losses are scale invariant, and each "
+             "pair of boxes is divided by its largest coordinate (when above 1) before any area or square",
     "half": "float16 / bfloat16 inputs: the value must be finite; the gradient (of the input's dtype) wherever "
             "the float32 gradient at the same rounded input fits in that dtype",
 }
@@ -206,6 +212,24 @@ def _label_map_targets(case: LossCase, y_true: np.ndarray, y_pred: np.ndarray) -
     return np.moveaxis(target, -1, 1) if channels_first else target
 
 
+def _box_edges(yt: np.ndarray, yp: np.ndarray) -> Dict[str, tuple]:
+    """Boxes `(..., 4)` (x1, y1, x2, y2 for the default format): identical,
+    disjoint, zero-area (points and lines), inverted (x2 < x1) and far-out
+    boxes, in the inputs' shape."""
+    unit = np.broadcast_to(np.array([0.0, 0.0, 1.0, 1.0], "float32"), yp.shape)
+    edges = {
+        "boxes_identical": (yt, yt.copy()),
+        "boxes_disjoint": (unit, unit + 5.0),
+        "boxes_zero_area": (np.zeros_like(yt), np.zeros_like(yp)),
+        "boxes_zero_area_pred": (unit, np.broadcast_to(np.array([0.5, 0.5, 0.5, 2.0], "float32"), yp.shape)),
+        "boxes_inverted": (unit, unit[..., ::-1].copy()),
+    }
+    for s in HUGE:
+        edges[f"boxes_x{s:g}"] = (s * yt, s * yp)
+        edges[f"boxes_offset_{s:g}"] = (yt, yp + s)
+    return edges
+
+
 def loss_edges(case: LossCase, y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, tuple]:
     """`{edge case: (y_true, y_pred)}` for `case`, all of the inputs' shapes."""
     label_role, pred_role = LOSS_KINDS[case.cls.__name__]
@@ -260,6 +284,8 @@ def loss_edges(case: LossCase, y_true: np.ndarray, y_pred: np.ndarray) -> Dict[s
         if pred_role == "distances":
             for s in HUGE:
                 edges[f"distance_{s:g}"] = (yt, np.full_like(yp, s))
+    elif pred_role == "boxes":
+        edges.update(_box_edges(yt, yp))
     elif pred_role == "embeddings":
         edges["identical_embeddings"] = (yt, np.ones_like(yp))
         edges["zero_vectors"] = (yt, np.zeros_like(yp))
