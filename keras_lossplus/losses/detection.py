@@ -35,7 +35,7 @@ __all__ = [
     "smooth_l1_loss",
 ]
 
-BOX_FORMATS = ("xyxy", "xywh", "center", "center_xywh")
+BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center", "center_xywh")
 _BOX_OPTIONS = {"box_format": choice(*BOX_FORMATS), "eps": number(low=0.0, low_open=True)}
 _VARIANTS = ("iou", "giou", "diou", "ciou")
 
@@ -45,6 +45,8 @@ def _corners(boxes: Tensor, box_format: str) -> tuple:
     a, b, c, d = (boxes[..., i] for i in range(4))
     if box_format == "xyxy":
         return a, b, c, d
+    if box_format == "yxyx":  # tensorflow-addons' [y_min, x_min, y_max, x_max]
+        return b, a, d, c
     if box_format == "xywh":
         return a, b, a + c, b + d
     return a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d  # center / center_xywh
@@ -126,9 +128,10 @@ def iou_loss(y_true: Tensor, y_pred: Tensor, box_format: str = "xyxy", eps: floa
     Args:
         y_true: Target boxes, `(..., 4)`.
         y_pred: Predicted boxes, `(..., 4)`.
-        box_format: `"xyxy"` (x1, y1, x2, y2; torchvision's), `"xywh"`
-            (x1, y1, w, h) or `"center"` (cx, cy, w, h; keras-cv's
-            `"center_xywh"`, also accepted).
+        box_format: `"xyxy"` (x1, y1, x2, y2; torchvision's), `"yxyx"`
+            (y1, x1, y2, x2; tensorflow-addons'), `"xywh"` (x1, y1, w, h)
+            or `"center"` (cx, cy, w, h; keras-cv's `"center_xywh"`, also
+            accepted).
         eps: `> 0`, added to the union (torchvision's 1e-7).
 
     Returns:
@@ -156,7 +159,7 @@ def giou_loss(y_true: Tensor, y_pred: Tensor, box_format: str = "xyxy", eps: flo
     Args:
         y_true: Target boxes, `(..., 4)`.
         y_pred: Predicted boxes, `(..., 4)`.
-        box_format: `"xyxy"`, `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"`, `"yxyx"`, `"xywh"` or `"center"` (`"center_xywh"`).
         eps: `> 0` (torchvision's 1e-7).
 
     Returns:
@@ -185,7 +188,7 @@ def diou_loss(y_true: Tensor, y_pred: Tensor, box_format: str = "xyxy", eps: flo
     Args:
         y_true: Target boxes, `(..., 4)`.
         y_pred: Predicted boxes, `(..., 4)`.
-        box_format: `"xyxy"`, `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"`, `"yxyx"`, `"xywh"` or `"center"` (`"center_xywh"`).
         eps: `> 0` (torchvision's 1e-7).
 
     Returns:
@@ -217,7 +220,7 @@ def ciou_loss(y_true: Tensor, y_pred: Tensor, box_format: str = "xyxy", eps: flo
     Args:
         y_true: Target boxes, `(..., 4)`.
         y_pred: Predicted boxes, `(..., 4)`.
-        box_format: `"xyxy"`, `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"`, `"yxyx"`, `"xywh"` or `"center"` (`"center_xywh"`).
         eps: `> 0` (torchvision's 1e-7).
 
     Returns:
@@ -242,7 +245,8 @@ class IoULoss(LossPlus):
     See `iou_loss`.
 
     Args:
-        box_format: `"xyxy"` (default), `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"` (default), `"yxyx"`, `"xywh"` or `"center"`
+            (`"center_xywh"`).
         eps: `> 0`, added to the union.
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
@@ -265,13 +269,13 @@ class IoULoss(LossPlus):
 @register
 class GIoULoss(LossPlus):
     """Generalized IoU loss per box; replaces `tfa.losses.GIoULoss` (whose
-    boxes are `[y1, x1, y2, x2]`: the value is the same, the axes being
-    swapped in both boxes).
+    boxes are `[y1, x1, y2, x2]`: `box_format="yxyx"`).
 
     See `giou_loss`.
 
     Args:
-        box_format: `"xyxy"` (default), `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"` (default), `"yxyx"`, `"xywh"` or `"center"`
+            (`"center_xywh"`).
         eps: `> 0`.
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
@@ -299,7 +303,8 @@ class DIoULoss(LossPlus):
     See `diou_loss`.
 
     Args:
-        box_format: `"xyxy"` (default), `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"` (default), `"yxyx"`, `"xywh"` or `"center"`
+            (`"center_xywh"`).
         eps: `> 0`.
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
@@ -326,7 +331,8 @@ class CIoULoss(LossPlus):
     See `ciou_loss`.
 
     Args:
-        box_format: `"xyxy"` (default), `"xywh"` or `"center"` (`"center_xywh"`).
+        box_format: `"xyxy"` (default), `"yxyx"`, `"xywh"` or `"center"`
+            (`"center_xywh"`).
         eps: `> 0`.
         reduction, name, dtype: As for every `keras.losses.Loss`.
 

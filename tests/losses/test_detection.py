@@ -97,7 +97,7 @@ BOX_EDGES = {
 # the contract also casts its edge inputs to float16: 1e30 is checked by the edge grid and below
 _CONTRACT_EDGES = {k: v for k, v in BOX_EDGES.items() if k != "coords_1e30"}
 _VALUE_EDGES = {"identical": (np.ones((3, 4)), np.ones((3, 4))), "huge": (np.zeros((2, 4)), np.full((2, 4), 1e4))}
-_BOX_BAD = [({"box_format": "yxyx"}, "box_format"), ({"eps": 0.0}, "eps"), ({"eps": -1.0}, "eps")]
+_BOX_BAD = [({"box_format": "xyzw"}, "box_format"), ({"eps": 0.0}, "eps"), ({"eps": -1.0}, "eps")]
 _CLASSES = {"iou": (L.IoULoss, L.iou_loss), "giou": (L.GIoULoss, L.giou_loss),
             "diou": (L.DIoULoss, L.diou_loss), "ciou": (L.CIoULoss, L.ciou_loss)}
 
@@ -137,7 +137,8 @@ TFA_BOXES2 = [[3.0, 4.0, 6.0, 8.0], [14.0, 14.0, 15.0, 15.0]]
 
 
 def test_tensorflow_addons_giou_and_iou_values():
-    giou = to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1))
+    giou = to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1, box_format="yxyx"))
+    np.testing.assert_allclose(to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1)), giou, rtol=1e-6)
     np.testing.assert_allclose(giou, [1.07500000298023224, 1.9333333373069763], rtol=1e-6)
     np.testing.assert_allclose(to_numpy(L.iou_loss(TFA_BOXES2, TFA_BOXES1)), [14.0 / 16.0, 1.0], rtol=1e-6)
     with_dims = to_numpy(L.GIoULoss(reduction=None)([TFA_BOXES2] * 2, [TFA_BOXES1] * 2))
@@ -153,11 +154,13 @@ def test_worked_values():
         np.testing.assert_allclose(to_numpy(fn([box], [box])), [0.0], atol=1e-6)
 
 
-@pytest.mark.parametrize("box_format", ["xywh", "center", "center_xywh"])
+@pytest.mark.parametrize("box_format", ["yxyx", "xywh", "center", "center_xywh"])
 def test_box_formats_agree_with_xyxy(box_format, rng):
     t, p = box_inputs("xyxy")(rng)
 
     def convert(b):
+        if box_format == "yxyx":
+            return b[..., [1, 0, 3, 2]]
         wh = b[..., 2:] - b[..., :2]
         return np.concatenate([b[..., :2] if box_format == "xywh" else b[..., :2] + wh / 2, wh], -1)
 
