@@ -37,7 +37,6 @@ __all__ = [
 
 BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center", "center_xywh")
 _BOX_OPTIONS = {"box_format": choice(*BOX_FORMATS), "eps": number(low=0.0, low_open=True)}
-_VARIANTS = ("iou", "giou", "diou", "ciou")
 
 
 def _corners(boxes: Tensor, box_format: str) -> tuple:

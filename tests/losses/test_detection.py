@@ -213,7 +213,7 @@ def test_degenerate_boxes_finite_gradients():
     for name, (t, p) in BOX_EDGES.items():
         t, p = np.asarray(t, "float32"), np.asarray(p, "float32")
         for fn in (L.iou_loss, L.giou_loss, L.diou_loss, L.ciou_loss):
-            value, grad = value_and_grad(lambda x: keras.ops.sum(fn(t, x)), p)
+            value, grad = value_and_grad(lambda x, fn=fn, t=t: keras.ops.sum(fn(t, x)), p)
             assert np.isfinite(value) and np.all(np.isfinite(grad)), (name, fn.__name__, value, grad)
 
 
@@ -232,3 +232,18 @@ def test_smooth_l1_beta_one_is_keras_huber(rng):
     huber2 = to_numpy(keras.losses.Huber(delta=2.0, reduction=None)(y, p)) / 2.0
     np.testing.assert_allclose(to_numpy(L.smooth_l1_loss(y, p, beta=2.0)), huber2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(L.smooth_l1_loss(y, p, beta=0.0)), np.abs(y - p).mean(-1), rtol=1e-6)
+
+
+def test_smooth_l1_equals_torch(rng):
+    torch = pytest.importorskip("torch")
+    y, p = regression(rng)
+    for beta in (1.0, 0.5, 0.0):
+        expected = torch.nn.functional.smooth_l1_loss(
+            torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64), reduction="none", beta=beta
+        ).mean(-1)
+        np.testing.assert_allclose(to_numpy(L.smooth_l1_loss(y, p, beta=beta)), expected.numpy(), rtol=1e-5, atol=1e-6)
+        # Keras' default reduction gives torch's reduction="mean"
+        mean = torch.nn.functional.smooth_l1_loss(
+            torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64), beta=beta
+        )
+        np.testing.assert_allclose(float(L.SmoothL1Loss(beta=beta)(y, p)), float(mean), rtol=1e-5)
