@@ -136,7 +136,7 @@ LAYER_KINDS = {
 
 WEIGHTING_KINDS = {
     **{n: "task_losses" for n in ("DWA", "FAMO", "RLW", "Static", "Uncertainty")},
-    **{n: "task_gradients" for n in ("CAGrad", "GradNorm", "MGDA", "PCGrad")},
+    **{n: "task_gradients" for n in ("CAGrad", "GradNorm", "IMTL", "MGDA", "NashMTL", "PCGrad")},
     "WeightingStrategy": "abstract", "GradientStrategy": "abstract",
 }
 

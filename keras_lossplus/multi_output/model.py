@@ -85,7 +85,7 @@ class MultiOutputTraining:
                 weight of each output's loss (1 when left out).
             weighting: a strategy name (`"static"`, `"uncertainty"`, `"dwa"`,
                 `"rlw"`, `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`,
-                `"mgda"`) or a `keras_lossplus.weighting` object. The name
+                `"mgda"`, `"nash_mtl"`, `"imtl"`) or a `keras_lossplus.weighting` object. The name
                 `"uncertainty"` infers each task's type (classification or
                 regression) from its loss and raises a `ValueError` for a
                 loss it does not know; pass
@@ -224,7 +224,10 @@ class MultiOutputTraining:
         per-task gradients (`task_grads[i]` stacks variable `i`'s `T` task
         gradients); used by the multi-task training step."""
         shared = shared_flags(variables, self._klp_task_ids)
-        return combine_task_gradients(self.loss_weighting, task_grads, shared, losses, penalty_grads)
+        grads, logged = combine_task_gradients(self.loss_weighting, task_grads, shared, losses, penalty_grads)
+        own = self.loss_weighting.own_gradients(losses)
+        grads = [ops.cast(own[id(v)], g.dtype) if id(v) in own else g for v, g in zip(variables, grads)]
+        return grads, logged
 
     def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any):
         callbacks = list(callbacks or [])

@@ -104,3 +104,46 @@ def famo_logit_step(logits, old_losses, new_losses, state, lr=0.025, gamma=0.01,
     w.grad = d
     optimizer.step()
     return w.detach().numpy(), optimizer.state_dict()
+
+
+def nash_mtl_alpha(grads):
+    """Navon et al. 2022, eq. 4: the positive solution of `alpha_i (G G^T alpha)_i = 1`,
+    the minimiser of `0.5 a^T K a - sum log a` (SciPy, L-BFGS-B in log space)."""
+    grads = np.asarray(grads, np.float64)
+    gram = grads @ grads.T
+
+    def objective(z):
+        a = np.exp(z)
+        return 0.5 * a @ gram @ a - z.sum(), a * (gram @ a) - 1.0
+
+    res = minimize(objective, np.zeros(len(gram)), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15})
+    return np.exp(res.x)
+
+
+def nash_mtl_direction(grads, max_norm=1.0):
+    """LibMTL's `Nash_MTL.backward`: the shared gradient `sum alpha_k g_k`, then
+    `clip_grad_norm_(shared, max_norm)`; returns (direction, alpha)."""
+    grads = np.asarray(grads, np.float64)
+    alpha = nash_mtl_alpha(grads)
+    direction = alpha @ grads
+    if max_norm > 0:
+        direction = direction * min(max_norm / (np.linalg.norm(direction) + 1e-6), 1.0)
+    return direction, alpha
+
+
+def imtl_alpha(grads):
+    """LibMTL's `IMTL.backward` (IMTL-G part), in numpy."""
+    grads = np.asarray(grads, np.float64)
+    unit = grads / np.linalg.norm(grads, axis=-1, keepdims=True)
+    d = grads[:1] - grads[1:]
+    u = unit[:1] - unit[1:]
+    alpha = grads[0] @ u.T @ np.linalg.inv(d @ u.T)
+    return np.concatenate([[1.0 - alpha.sum()], alpha])
+
+
+def imtl_step(grads, losses, loss_scale):
+    """LibMTL's `IMTL.backward`: scaled losses `exp(s) L - s`; returns the shared
+    direction, the task-specific scales `exp(s)` and the gradient of `s`."""
+    scale = np.exp(np.asarray(loss_scale, np.float64))
+    scaled = scale[:, None] * np.asarray(grads, np.float64)
+    return imtl_alpha(scaled) @ scaled, scale, scale * np.asarray(losses, np.float64) - 1.0

@@ -294,7 +294,7 @@ def test_unknown_name_and_bad_options_raise():
         weighting.Uncertainty().build_tasks(["a", "b"], [1.0, 0.0])
 
 
-@pytest.mark.parametrize("name", ["static", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "pcgrad", "cagrad", "mgda"])
+@pytest.mark.parametrize("name", ["static", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "pcgrad", "cagrad", "mgda", "nash_mtl", "imtl"])
 def test_config_round_trip(name):
     strategy = weighting.get(name)
     restored = weighting.get(keras.saving.serialize_keras_object(strategy))

@@ -12,6 +12,8 @@ and saved with the model. It is told its task names and the user's
 * for gradient-level strategies (`uses_task_gradients = True`),
   `combine_gradients(grads, losses)` -> `(direction, head_weights,
   logged_weights)` from the per-task gradients of the shared variables;
+* `own_gradients(losses)`: the gradients of the strategy's own trainable
+  variables in a gradient-level step (IMTL's loss scales);
 * `on_epoch_end(logs)` and `after_step(losses, new_losses)` hooks for the
   strategies that need them.
 """
@@ -92,6 +94,13 @@ class WeightingStrategy(keras.layers.Layer):
         weights to log."""
         raise NotImplementedError(f"{type(self).__name__} is not a gradient-level strategy")
 
+    def own_gradients(self, losses: Tensor) -> Dict[int, Tensor]:
+        """For gradient-level strategies with trainable state of their own
+        (IMTL's loss scales), which the task losses do not depend on: the
+        gradient of each such variable, keyed by `id(variable)`, given the
+        `(T,)` task losses. None by default."""
+        return {}
+
     def on_epoch_end(self, logs: Dict[str, float]) -> None:
         """Called by `fit` after each epoch with the epoch's logs."""
 
@@ -149,7 +158,8 @@ def named(*names: str):
 
 def get(identifier: Any, losses: Any = None) -> WeightingStrategy:
     """A strategy from a name (`"static"`, `"uncertainty"`, `"dwa"`, `"rlw"`,
-    `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`, `"mgda"`), a config dict,
+    `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`, `"mgda"`, `"nash_mtl"`,
+    `"imtl"`), a config dict,
     or a `WeightingStrategy` instance (returned as is). With `losses` (a dict
     from output name to the resolved `keras.losses.Loss`, as `compile()`
     passes it), a name builds `cls.from_losses(losses)`: `"uncertainty"`
