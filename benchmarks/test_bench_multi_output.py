@@ -12,14 +12,18 @@ runs. Variants:
 
 * `keras` (the peer): `keras.Model(inputs, outputs).compile(loss={...},
   loss_weights={...})`;
-* `keras_lossplus+static`, `+uncertainty`, `+dwa`, `+pcgrad`:
+* `keras_lossplus+static`, `+uncertainty`, `+dwa`, `+pcgrad`, `+nash_mtl`,
+  `+imtl`:
   `MultiOutputModel(inputs, outputs).compile(loss={...}, loss_weights={...},
   weighting=...)` with that strategy, by name.
 
 Static, uncertainty and DWA train through Keras' own `train_step` (the
 strategy only changes the weights of the summed loss); PCGrad computes one
 gradient per task (T = 3 backward passes) and projects the trunk's
-gradients, so its target is a multiple of a plain step, (T + 1) = 4.
+gradients, so its target is a multiple of a plain step, (T + 1) = 4; so do
+Nash-MTL (the update along the Nash bargaining weights of the trunk's task
+gradients, clipped to norm 1) and IMTL (loss scales and the IMTL-G
+weights), with the same target.
 
 As in `test_bench_penalties.py`, the variants take turns: `BLOCKS` blocks of
 `ROUNDS` timed rounds (one warm-up round each), block 0 of every variant,
@@ -29,7 +33,10 @@ and checked once, in its first block: its first step (`train_on_batch`) is
 checked against a float64 numpy reference (the total and per-output
 losses, and the update of the first trunk kernel and of the head kernels;
 for PCGrad the trunk update against the 8 orders in which its shuffling
-can visit the tasks), so that every variant timed trains the same model.
+can visit the tasks; for Nash-MTL and IMTL the trunk and head updates
+against the numpy references of LibMTL's algorithms in
+`tests/multi_output/references.py`), so that every variant timed trains the
+same model.
 
 Run with `KERAS_BACKEND=<backend> pytest benchmarks/test_bench_multi_output.py --benchmark-only`.
 """
@@ -55,7 +62,7 @@ WEIGHTS = {"a": 1.0, "b": 0.5, "c": 0.1}
 TASKS = list(WEIGHTS)
 GROUP = "multi_output_train_step"
 PEER = "keras"
-STRATEGIES = ("static", "uncertainty", "dwa", "pcgrad")
+STRATEGIES = ("static", "uncertainty", "dwa", "pcgrad", "nash_mtl", "imtl")
 VARIANTS = [PEER] + [f"keras_lossplus+{s}" for s in STRATEGIES]
 
 
@@ -131,8 +138,7 @@ def pcgrad_candidates(grads):
     """The trunk_1 kernel gradient PCGrad gives for each of the 8 orders in
     which its shuffling can visit the other two tasks, and whether any pair of
     task gradients conflicts."""
-    trunk = ("trunk_1", "trunk_1_bias", "trunk_2", "trunk_2_bias")
-    flat = np.stack([np.concatenate([grads[t][k].ravel() for k in trunk]) for t in TASKS])
+    flat = np.stack([np.concatenate([grads[t][k].ravel() for k in TRUNK]) for t in TASKS])
     conflict = any(flat[i] @ flat[j] < 0 for i, j in itertools.combinations(range(3), 2))
     size = grads["a"]["trunk_1"].size
     candidates = []
@@ -146,6 +152,28 @@ def pcgrad_candidates(grads):
             total = total + g
         candidates.append(total[:size].reshape(grads["a"]["trunk_1"].shape))
     return candidates, conflict
+
+
+TRUNK = ("trunk_1", "trunk_1_bias", "trunk_2", "trunk_2_bias")
+
+
+def weighted_reference(method, grads, losses):
+    """Nash-MTL / IMTL (LibMTL's algorithms, numpy): the trunk_1 kernel
+    gradient, each head's scale and each task's logged weight."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.multi_output import references as ref
+
+    flat = np.stack([np.concatenate([grads[t][k].ravel() for k in TRUNK]) for t in TASKS])
+    if method == "nash_mtl":
+        direction, alpha = ref.nash_mtl_direction(flat, max_norm=1.0)
+        heads = logged = alpha
+    else:  # imtl, first step: loss scales 0
+        direction, heads, _ = ref.imtl_step(flat, [losses[t] for t in TASKS], np.zeros(len(TASKS)))
+        logged = ref.imtl_alpha(flat) * heads
+    size = grads["a"]["trunk_1"].size
+    return direction[:size].reshape(grads["a"]["trunk_1"].shape), dict(zip(TASKS, heads)), dict(zip(TASKS, logged))
 
 
 def check_update(after, before, grad):
@@ -164,20 +192,27 @@ def checked_train_step(implementation, batch):
     logs = model.train_on_batch(xb, yb, return_dict=True)  # compiles, first step
     after = kernels(model)
 
-    total = sum(WEIGHTS[t] * losses[t] for t in TASKS)
+    method = implementation.split("+", 1)[-1]
+    trunk, heads, logged = (
+        weighted_reference(method, grads, losses) if method in ("nash_mtl", "imtl")
+        else (None, dict.fromkeys(TASKS, 1.0), dict.fromkeys(TASKS, 1.0))
+    )
+    total = sum(WEIGHTS[t] * logged[t] * losses[t] for t in TASKS)
     if implementation.endswith("+uncertainty"):  # + 0.5 * sum(log variances), log(c / w) at start
         scale = {"a": 1.0, "b": 0.5, "c": 0.5}  # inferred: "a" cross-entropy (classification), "mse" regression
         total += 0.5 * sum(math.log(scale[t] / w) for t, w in WEIGHTS.items())
     assert logs["loss"] == pytest.approx(total, rel=1e-4)
     for t in TASKS:
         assert logs[f"{t}_loss"] == pytest.approx(losses[t], rel=1e-4)
-        check_update(after[t], before[t], grads[t][t])  # heads: weighted task gradient
+        check_update(after[t], before[t], heads[t] * grads[t][t])  # heads: weighted task gradient
     summed = sum(grads[t]["trunk_1"] for t in TASKS)
     if implementation.endswith("+pcgrad"):
         candidates, _ = pcgrad_candidates(grads)
         update = (after["trunk_1"] - before["trunk_1"]) / -LR
         errors = [np.abs(update - c).max() for c in candidates]
         assert min(errors) <= 1e-3 * np.abs(summed).max(), errors
+    elif trunk is not None:
+        check_update(after["trunk_1"], before["trunk_1"], trunk)
     else:  # the same summed gradient as plain Keras
         check_update(after["trunk_1"], before["trunk_1"], summed)
     return train_step(model, xb, yb)
