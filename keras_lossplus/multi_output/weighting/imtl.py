@@ -13,37 +13,39 @@ from keras_lossplus.multi_output.weighting.gradient_based import GradientStrateg
 
 Tensor = Any
 
-_RIDGE = 1e-6  # added to D U^T (gradients scaled to max |g| = 1): parallel gradients give finite weights
+_RIDGE = 1e-6  # added to D U^T (gradients scaled to a largest norm of 1): parallel gradients give finite weights
 
 
-def imtl_weights(grads: Tensor) -> Tensor:
-    """IMTL-G's weights `alpha` (summing to 1) of the `(T, P)` gradients
-    `g_k`: with `u_k = g_k / |g_k|`, `D` and `U` the rows `g_1 - g_k` and
-    `u_1 - u_k` (`k = 2..T`), `alpha_{2:T} = g_1 U^T (D U^T)^{-1}` and
-    `alpha_1 = 1 - sum(alpha_{2:T})` (Liu et al. 2021, eq. 5). Then
-    `(sum_k alpha_k g_k) . u_k` is the same for every task.
+def imtl_weights(gram: Tensor) -> Tensor:
+    """IMTL-G's weights `alpha` (summing to 1), from the Gram matrix
+    `K = G G^T` of the `(T, P)` gradients `g_k`: with `u_k = g_k / |g_k|`,
+    `D` and `U` the rows `g_1 - g_k` and `u_1 - u_k` (`k = 2..T`),
+    `alpha_{2:T} = g_1 U^T (D U^T)^{-1}` and `alpha_1 = 1 - sum(alpha_{2:T})`
+    (Liu et al. 2021, eq. 5). Then `(sum_k alpha_k g_k) . u_k` is the same
+    for every task. Every product is one of `K`'s entries divided by a norm,
+    so nothing of size `P` is formed.
 
-    The weights do not depend on the gradients' scale: they are computed on
-    gradients scaled to max `|g| = 1`, with `1e-6 I` added to `D U^T`, so
-    that parallel (or zero) gradients give finite weights; a zero
-    gradient's unit vector is 0.
+    The weights do not depend on the gradients' scale: `K` is divided by its
+    largest diagonal entry and `1e-6 I` added to `D U^T`, so that parallel
+    (or zero) gradients give finite weights; a zero gradient's unit vector
+    is 0.
 
     Examples:
         >>> import numpy as np
-        >>> [round(float(a), 3) for a in imtl_weights(np.array([[1.0, 0.0], [0.0, 3.0]], "float32"))]
+        >>> [round(float(a), 3) for a in imtl_weights(np.array([[1.0, 0.0], [0.0, 9.0]], "float32"))]
         [0.75, 0.25]
     """
-    grads = ops.cast(grads, "float32")
-    num_tasks = grads.shape[0]
-    largest = ops.max(ops.abs(grads))
-    grads = grads / ops.where(largest > 0, largest, 1.0)
-    norms = ops.sqrt(ops.sum(grads * grads, axis=1, keepdims=True))
-    units = grads / ops.where(norms > 0, norms, 1.0)
-    d = grads[:1] - grads[1:]
-    u = units[:1] - units[1:]
-    system = ops.matmul(d, ops.transpose(u)) + _RIDGE * ops.eye(num_tasks - 1, dtype="float32")
+    gram = ops.cast(gram, "float32")
+    num_tasks = gram.shape[0]
+    largest = ops.max(ops.diagonal(gram))
+    gram = gram / ops.where(largest > 0, largest, 1.0)
+    norms = ops.sqrt(ops.maximum(ops.diagonal(gram), 0.0))
+    dots = gram / ops.where(norms > 0, norms, 1.0)[None, :] * ops.cast(norms > 0, "float32")[None, :]  # g_i . u_j
+    # (D U^T)_ij = (g_1 - g_i) . (u_1 - u_j), (U g_1)_j = g_1 . (u_1 - u_j), i, j = 2..T
+    system = dots[0, 0] - dots[0:1, 1:] - dots[1:, 0:1] + dots[1:, 1:] + _RIDGE * ops.eye(num_tasks - 1, dtype="float32")
+    rhs = dots[0, 0] - dots[0, 1:]
     # alpha (D U^T) = g_1 U^T  <=>  (D U^T)^T alpha^T = U g_1^T
-    rest = ops.solve(ops.transpose(system), ops.matmul(u, grads[0])[:, None])[:, 0]
+    rest = ops.solve(ops.transpose(system), rhs[:, None])[:, 0]
     return ops.concatenate([ops.reshape(1.0 - ops.sum(rest), (1,)), rest])
 
 
@@ -84,10 +86,14 @@ class IMTL(GradientStrategy):
 
     def combine_gradients(self, grads: Tensor, losses: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         scales = self._scales()
-        grads = scales[:, None] * self._weighted(grads)
-        alpha = imtl_weights(grads)
+        grads = self._weighted(grads)
+        # the Gram matrix of the scaled gradients exp(s_k) g_k, on gradients scaled to max |g| = 1 (no overflow)
+        largest = ops.max(ops.abs(grads))
+        scaled = grads / ops.where(largest > 0, largest, 1.0)
+        gram = ops.matmul(scaled, ops.transpose(scaled)) * scales[:, None] * scales[None, :]
+        alpha = imtl_weights(gram)
         heads = scales * self.prior_tensor()
-        return ops.matmul(alpha, grads), heads, alpha * heads
+        return ops.matmul(alpha * scales, grads), heads, alpha * heads
 
     def own_gradients(self, losses: Tensor) -> Dict[int, Tensor]:
         scaled = self._scales() * self.prior_tensor() * ops.cast(losses, "float32")
