@@ -15,8 +15,10 @@ from tests.multi_output import references as ref
 from tests.multi_output.helpers import JIT, LOSSES, WEIGHTS, build, data, weights_of
 from tests.multi_output.test_gradient_steps import numpy_task_gradients, tiny_model
 
-# LibMTL's `Nash_MTL.solve_optimization` (its code, cvxpy 1.9.3 + ECOS, first step: previous alpha = 1),
-# run in a separate venv by /tmp/nash/libmtl_nash.py: gradients -> alpha
+# LibMTL's `Nash_MTL._init_optim_problem` + `solve_optimization` copied as they are (cvxpy 1.9.3, ECOS,
+# max_iters=100, optim_niter=20, its stop tests), fed LibMTL's normalised G G^T and normalization factor
+# for these gradients at the first step (previous alpha = 1), run once in a separate venv with cvxpy:
+# gradients -> alpha
 LIBMTL_NASH = {
     "random": ([[0.13, -0.13, 0.64, 0.1, -0.54], [0.36, 1.3, 0.95, -0.7, -1.27], [-0.62, 0.04, -2.33, -0.22, -1.25]],
                [1.1795871971299052, 0.3633330801828767, 0.46675972260884735]),
