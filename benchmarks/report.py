@@ -85,7 +85,7 @@ QUICK_ENV = {
 }
 QUICK_MEMORY = ["--batch-sizes", "256", "512", "1024", "2048", "--pml-max-b", "1024", "--chunk-sizes"]
 
-MULTI_OUTPUT_TASKS = 3  # test_bench_multi_output.py: PCGrad, Nash-MTL, IMTL may cost (T + 1) plain steps
+MULTI_OUTPUT_TASKS = 3  # test_bench_multi_output.py: PCGrad, Nash-MTL, IMTL, GradVac, Aligned-MTL, DB-MTL may cost (T + 1) plain steps
 
 # (loss, ours, peer) -> (largest allowed ours / peer ratio, backends it applies to)
 TARGETS = {
@@ -98,6 +98,9 @@ TARGETS = {
     ("multi_output_train_step", f"{OURS}+pcgrad", "keras"): (MULTI_OUTPUT_TASKS + 1.0, BACKENDS),
     ("multi_output_train_step", f"{OURS}+nash_mtl", "keras"): (MULTI_OUTPUT_TASKS + 1.0, BACKENDS),
     ("multi_output_train_step", f"{OURS}+imtl", "keras"): (MULTI_OUTPUT_TASKS + 1.0, BACKENDS),
+    ("multi_output_train_step", f"{OURS}+gradvac", "keras"): (MULTI_OUTPUT_TASKS + 1.0, BACKENDS),
+    ("multi_output_train_step", f"{OURS}+aligned_mtl", "keras"): (MULTI_OUTPUT_TASKS + 1.0, BACKENDS),
+    ("multi_output_train_step", f"{OURS}+db_mtl", "keras"): (MULTI_OUTPUT_TASKS + 1.0, BACKENDS),
     # issue 6: at least 50x faster than pytorch-metric-learning at B = 1024 on CPU
     ("triplet_semihard B=1024", OURS, "pml"): (1 / 50, BACKENDS),
     ("triplet_all B=1024", OURS, "pml"): (1 / 50, BACKENDS),

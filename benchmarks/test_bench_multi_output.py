@@ -13,7 +13,7 @@ runs. Variants:
 * `keras` (the peer): `keras.Model(inputs, outputs).compile(loss={...},
   loss_weights={...})`;
 * `keras_lossplus+static`, `+uncertainty`, `+dwa`, `+pcgrad`, `+nash_mtl`,
-  `+imtl`:
+  `+imtl`, `+gradvac`, `+aligned_mtl`, `+db_mtl`:
   `MultiOutputModel(inputs, outputs).compile(loss={...}, loss_weights={...},
   weighting=...)` with that strategy, by name.
 
@@ -22,8 +22,10 @@ strategy only changes the weights of the summed loss); PCGrad computes one
 gradient per task (T = 3 backward passes) and projects the trunk's
 gradients, so its target is a multiple of a plain step, (T + 1) = 4; so do
 Nash-MTL (the update along the Nash bargaining weights of the trunk's task
-gradients, clipped to norm 1) and IMTL (loss scales and the IMTL-G
-weights), with the same target.
+gradients, clipped to norm 1), IMTL (loss scales and the IMTL-G
+weights), GradVac, Aligned-MTL and DB-MTL, with the same target (the first
+step of each is checked against the LibMTL algorithm: GradVac's equals
+PCGrad's, as its target cosines start at 0).
 
 As in `test_bench_penalties.py`, the variants take turns: `BLOCKS` blocks of
 `ROUNDS` timed rounds (one warm-up round each), block 0 of every variant,
@@ -62,7 +64,7 @@ WEIGHTS = {"a": 1.0, "b": 0.5, "c": 0.1}
 TASKS = list(WEIGHTS)
 GROUP = "multi_output_train_step"
 PEER = "keras"
-STRATEGIES = ("static", "uncertainty", "dwa", "pcgrad", "nash_mtl", "imtl")
+STRATEGIES = ("static", "uncertainty", "dwa", "pcgrad", "nash_mtl", "imtl", "gradvac", "aligned_mtl", "db_mtl")
 VARIANTS = [PEER] + [f"keras_lossplus+{s}" for s in STRATEGIES]
 
 
@@ -134,11 +136,41 @@ def reference_step(model, x, y):
     return losses, grads
 
 
+TRUNK = ("trunk_1", "trunk_1_bias", "trunk_2", "trunk_2_bias")
+
+
+def flat_trunk(grads):
+    """The (T, P) task gradients of the trunk, in the model's variable order."""
+    return np.stack([np.concatenate([grads[t][k].ravel() for k in TRUNK]) for t in TASKS])
+
+
+def libmtl_trunk_and_heads(implementation, grads, losses):
+    """Aligned-MTL's and DB-MTL's first-step trunk_1 kernel gradient and head
+    weights (LibMTL's algorithms, on the weighted task gradients)."""
+    flat = flat_trunk(grads)
+    size = grads["a"]["trunk_1"].size
+    if implementation.endswith("+aligned_mtl"):
+        m = flat @ flat.T
+        lam, v = np.linalg.eigh(m)
+        keep = lam > lam.max() * len(m) * np.finfo(np.float32).eps
+        lam, v = lam[keep], v[:, keep]
+        alpha = (np.sqrt(lam.min()) * (v / np.sqrt(lam)) @ v.T).sum(0)
+        heads = np.ones(len(TASKS))
+        direction = alpha @ flat
+    else:  # db_mtl, step 1: buffer (1 - beta) h of the log-loss gradients h, each scaled to the largest norm
+        weighted = np.array([WEIGHTS[t] * losses[t] for t in TASKS])
+        heads = 1.0 / (weighted + 1e-8)
+        h = (1.0 - 0.9) * flat * heads[:, None]
+        norms = np.linalg.norm(h, axis=1)
+        direction = (norms.max() / (norms + 1e-8)) @ h
+    return direction[:size].reshape(grads["a"]["trunk_1"].shape), heads
+
+
 def pcgrad_candidates(grads):
     """The trunk_1 kernel gradient PCGrad gives for each of the 8 orders in
     which its shuffling can visit the other two tasks, and whether any pair of
     task gradients conflicts."""
-    flat = np.stack([np.concatenate([grads[t][k].ravel() for k in TRUNK]) for t in TASKS])
+    flat = flat_trunk(grads)
     conflict = any(flat[i] @ flat[j] < 0 for i, j in itertools.combinations(range(3), 2))
     size = grads["a"]["trunk_1"].size
     candidates = []
@@ -154,9 +186,6 @@ def pcgrad_candidates(grads):
     return candidates, conflict
 
 
-TRUNK = ("trunk_1", "trunk_1_bias", "trunk_2", "trunk_2_bias")
-
-
 def weighted_reference(method, grads, losses):
     """Nash-MTL / IMTL (LibMTL's algorithms, numpy): the trunk_1 kernel
     gradient, each head's scale and each task's logged weight."""
@@ -165,7 +194,7 @@ def weighted_reference(method, grads, losses):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from tests.multi_output import references as ref
 
-    flat = np.stack([np.concatenate([grads[t][k].ravel() for k in TRUNK]) for t in TASKS])
+    flat = flat_trunk(grads)
     if method == "nash_mtl":
         direction, alpha = ref.nash_mtl_direction(flat, max_norm=1.0)
         heads = logged = alpha
@@ -201,12 +230,18 @@ def checked_train_step(implementation, batch):
     if implementation.endswith("+uncertainty"):  # + 0.5 * sum(log variances), log(c / w) at start
         scale = {"a": 1.0, "b": 0.5, "c": 0.5}  # inferred: "a" cross-entropy (classification), "mse" regression
         total += 0.5 * sum(math.log(scale[t] / w) for t, w in WEIGHTS.items())
-    assert logs["loss"] == pytest.approx(total, rel=1e-4)
+    libmtl = implementation.endswith(("+aligned_mtl", "+db_mtl"))
+    if not libmtl:  # their logged weights are their own
+        assert logs["loss"] == pytest.approx(total, rel=1e-4)
+    if libmtl:
+        heads = dict(zip(TASKS, libmtl_trunk_and_heads(implementation, grads, losses)[1]))
     for t in TASKS:
         assert logs[f"{t}_loss"] == pytest.approx(losses[t], rel=1e-4)
         check_update(after[t], before[t], heads[t] * grads[t][t])  # heads: weighted task gradient
     summed = sum(grads[t]["trunk_1"] for t in TASKS)
-    if implementation.endswith("+pcgrad"):
+    if libmtl:
+        check_update(after["trunk_1"], before["trunk_1"], libmtl_trunk_and_heads(implementation, grads, losses)[0])
+    elif implementation.endswith(("+pcgrad", "+gradvac")):
         candidates, _ = pcgrad_candidates(grads)
         update = (after["trunk_1"] - before["trunk_1"]) / -LR
         errors = [np.abs(update - c).max() for c in candidates]

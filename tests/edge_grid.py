@@ -136,7 +136,9 @@ LAYER_KINDS = {
 
 WEIGHTING_KINDS = {
     **{n: "task_losses" for n in ("DWA", "FAMO", "RLW", "Static", "Uncertainty")},
-    **{n: "task_gradients" for n in ("CAGrad", "GradNorm", "IMTL", "MGDA", "NashMTL", "PCGrad")},
+    **{n: "task_gradients" for n in (
+        "AlignedMTL", "CAGrad", "DBMTL", "GradNorm", "GradVac", "IMTL", "MGDA", "NashMTL", "PCGrad",
+    )},
     "WeightingStrategy": "abstract", "GradientStrategy": "abstract",
 }
 

@@ -3,6 +3,7 @@ missing labels, every term logged, static and dynamic weighting."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional
 
 import keras
@@ -117,6 +118,10 @@ class MultiOutputTraining:
         self._klp_ignore = ignore
         self.loss_weighting = strategy
         self._klp_task_ids = task_variable_ids(self, task_names) if strategy.uses_task_gradients else None
+        if strategy.uses_task_gradients:  # strategies with per-parameter state (DB-MTL) size it here
+            variables = self.trainable_variables
+            flags = shared_flags(variables, self._klp_task_ids)
+            strategy.build_shared(sum(math.prod(v.shape) for v, s in zip(variables, flags) if s))
         self._klp_task_metrics = [
             keras.metrics.Mean(name=f"{name}{suffix}")
             for name in task_names

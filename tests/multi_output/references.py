@@ -147,3 +147,48 @@ def imtl_step(grads, losses, loss_scale):
     scale = np.exp(np.asarray(loss_scale, np.float64))
     scaled = scale[:, None] * np.asarray(grads, np.float64)
     return imtl_alpha(scaled) @ scaled, scale, scale * np.asarray(losses, np.float64) - 1.0
+def gradvac(grads, rho_t, beta=0.5, order=None):
+    """LibMTL `GradVac.backward` (group_type 0, whole model), in numpy:
+    returns the summed altered gradients and the new target cosines."""
+    grads = np.asarray(grads, np.float64)
+    rho_t = np.array(rho_t, np.float64)
+    t = len(grads)
+    pc = grads.copy()
+    for i in range(t):
+        for j in order if order is not None else range(t):
+            if j == i:
+                continue
+            rho = pc[i] @ grads[j] / (np.linalg.norm(pc[i]) * np.linalg.norm(grads[j]) + 1e-8)
+            if rho < rho_t[i, j]:
+                phi = rho_t[i, j]
+                w = np.linalg.norm(pc[i]) * (phi * np.sqrt(1 - rho**2) - rho * np.sqrt(1 - phi**2)) / (
+                    np.linalg.norm(grads[j]) * np.sqrt(1 - phi**2) + 1e-8
+                )
+                pc[i] = pc[i] + grads[j] * w
+            rho_t[i, j] = (1 - beta) * rho_t[i, j] + beta * rho
+    return pc.sum(0), rho_t
+
+
+def aligned_mtl(grads):
+    """LibMTL `Aligned_MTL.backward` in numpy: the weights alpha and the update."""
+    grads = np.asarray(grads, np.float64)
+    m = grads @ grads.T
+    lmbda, v = np.linalg.eigh(m)
+    tol = lmbda.max() * max(m.shape) * np.finfo(np.float32).eps
+    rank = int(np.sum(lmbda > tol))
+    order = np.argsort(-lmbda)
+    lmbda, v = lmbda[order][:rank], v[:, order][:, :rank]
+    b = np.sqrt(lmbda[-1]) * ((v @ np.diag(1 / np.sqrt(lmbda))) @ v.T)
+    alpha = b.sum(0)
+    return alpha, alpha @ grads
+
+
+def db_mtl(grads, losses, buffer, step, beta=0.9, beta_sigma=0.0):
+    """LibMTL `DB_MTL.backward` in numpy (`step` counted from 1): the update
+    and the new gradient buffer; `grads` are those of the losses, so the
+    log-loss gradients are `grads / (losses + 1e-8)`."""
+    batch = np.asarray(grads, np.float64) / (np.asarray(losses, np.float64)[:, None] + 1e-8)
+    buffer = batch + (beta / step**beta_sigma) * (np.asarray(buffer, np.float64) - batch)
+    u = np.linalg.norm(buffer, axis=-1)
+    alpha = u.max() / (u + 1e-8)
+    return alpha @ buffer, buffer

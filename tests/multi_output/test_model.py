@@ -11,7 +11,7 @@ import keras_lossplus as klp
 from tests.backend_utils import BACKEND, to_numpy
 from tests.multi_output.helpers import JIT, LOSSES, WEIGHTS, build, data, weights_of
 
-GRADIENT_METHODS = ["gradnorm", "pcgrad", "cagrad", "mgda", "nash_mtl", "imtl"]
+GRADIENT_METHODS = ["gradnorm", "pcgrad", "cagrad", "mgda", "nash_mtl", "imtl", "gradvac", "aligned_mtl", "db_mtl"]
 ALL_METHODS = ["static", "uncertainty", "dwa", "rlw", "famo"] + GRADIENT_METHODS
 
 

@@ -76,6 +76,11 @@ class WeightingStrategy(keras.layers.Layer):
     def create_state(self, num_tasks: int) -> None:
         """Create the strategy's variables; none by default."""
 
+    def build_shared(self, num_shared: int) -> None:
+        """Told, for gradient-level strategies, the number of shared
+        parameters `P` (the width of the `(T, P)` gradient matrix); only
+        strategies with per-parameter state (DB-MTL) use it."""
+
     def state_weight(self, name: str, shape: tuple) -> keras.Variable:
         """A non-trainable float state variable starting at 0."""
         return self.add_weight(shape=shape, initializer="zeros", name=name, trainable=False)
@@ -159,7 +164,7 @@ def named(*names: str):
 def get(identifier: Any, losses: Any = None) -> WeightingStrategy:
     """A strategy from a name (`"static"`, `"uncertainty"`, `"dwa"`, `"rlw"`,
     `"famo"`, `"gradnorm"`, `"pcgrad"`, `"cagrad"`, `"mgda"`, `"nash_mtl"`,
-    `"imtl"`), a config dict,
+    `"imtl"`, `"gradvac"`, `"aligned_mtl"`, `"db_mtl"`), a config dict,
     or a `WeightingStrategy` instance (returned as is). With `losses` (a dict
     from output name to the resolved `keras.losses.Loss`, as `compile()`
     passes it), a name builds `cls.from_losses(losses)`: `"uncertainty"`
