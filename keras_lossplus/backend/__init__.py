@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -105,6 +105,31 @@ def compiled_on_jax(fn: Any) -> Any:
         return _module().call_compiled(fn, *args, **kwargs)
 
     return wrapper
+
+
+def miner_kernel(name: str) -> Optional[Callable]:
+    """The backend's own kernel of a built-in triplet miner (`"semihard"`,
+    `"all"`), or `None` where the backend-neutral miner is the fast one (XLA).
+
+    A kernel is called as `kernel(pos, neg, valid, d, margin, soft, nonzero)`
+    with a block's masks and stop-gradient distances (see
+    `keras_lossplus.losses.metric_learning.rows.Rows`) and returns the miner's
+    `(value, count, coef)`, or `None` when it does not apply to these inputs.
+    Only torch has kernels (`torch_mining.py`): eager torch pays for every
+    pass of the neutral miner's loop."""
+    return getattr(_module(), "MINER_KERNELS", {}).get(name)
+
+
+def triplet_block(*args: Any) -> Any:
+    """The backend's own implementation of a whole block of the mined triplet
+    loss with a built-in miner and a named distance, or `None` where there is
+    none (or it does not apply). Called as `triplet_block(kind, anchors,
+    others, pos, neg, valid, weights, metric, margin, soft,
+    nonzero)` (see `keras_lossplus.losses.metric_learning.miners.mined_loss`,
+    which it replaces); returns `(sum_a w_a value_a, sum_a w_a count_a)`, the
+    first carrying the gradient with respect to `anchors` and `others`."""
+    block = getattr(_module(), "triplet_block", None)
+    return None if block is None else block(*args)
 
 
 def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:

@@ -101,6 +101,14 @@ class _Named(Distance):
         return pairwise_distances(a, b, metric=self.metric)
 
 
+def named_metric(distance: Any) -> Optional[str]:
+    """The metric name (`"euclidean"`, ...) of a named distance whose
+    `pairwise` is the built-in one, else `None`."""
+    if isinstance(distance, _Named) and type(distance).pairwise is _Named.pairwise:
+        return distance.metric
+    return None
+
+
 @_register
 class EuclideanDistance(_Named):
     """The Euclidean distance `||a - b||` (`distance="euclidean"`).

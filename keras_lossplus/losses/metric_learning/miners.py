@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from keras import ops
 
-from keras_lossplus.losses.metric_learning.distances import resolve_distance
+from keras_lossplus import backend as klp_backend
+from keras_lossplus.losses.metric_learning.distances import named_metric, resolve_distance
 from keras_lossplus.losses.metric_learning.rows import Rows
 from keras_lossplus.ops import l2_normalize, largest_finite, masked_max, masked_min
 
@@ -25,11 +26,29 @@ def mined_loss(rows: Rows, labels: Tensor, miner: Callable, distance: Any, margi
     stop-gradient `(value, count, coef)`, the first carrying the gradient
     `distance_gradient` gives it."""
     distance = resolve_distance(distance)
+    fast = _block_kernel(rows, miner, distance, margin, soft, nonzero)
+    if fast is not None:
+        return fast
     d = ops.stop_gradient(rows.distances(distance))
     value, count, coef = miner(rows, labels, d, margin, soft, nonzero)
     w = rows.weights
     carrier = distance_gradient(rows, coef * ops.expand_dims(w, 1), d, distance)
     return ops.sum(w * value) + carrier, ops.sum(w * count)
+
+
+def _block_kernel(rows: Rows, miner: Any, distance: Any, margin: float, soft: bool, nonzero: Any) -> Any:
+    """`mined_loss` by the backend's own kernel (`klp_backend.triplet_block`)
+    for a built-in miner (its class's `kernel`) and a named distance; `None`
+    where there is no such kernel."""
+    kind = type(miner).__dict__.get("kernel")
+    metric = named_metric(distance)
+    if kind is None or metric is None:
+        return None
+    anchors, others = rows.anchors, rows.embeddings
+    if metric == "cosine":
+        anchors, others = l2_normalize(anchors), l2_normalize(others)
+    return klp_backend.triplet_block(kind, anchors, others, rows.pos, rows.neg, rows.valid, rows.weights,
+                                     metric, margin, soft, nonzero)
 
 
 # --------------------------------------------------------------------------- triplet miners
@@ -127,6 +146,13 @@ def distance_gradient(rows: Rows, coef: Tensor, d: Tensor, distance: Any) -> Ten
     return carrier - ops.stop_gradient(carrier)
 
 
+def _backend_kernel(name: str, rows: Rows, d: Tensor, margin: float, soft: bool, nonzero: Any) -> Any:
+    """The backend's own kernel's `(value, count, coef)` for this block, or
+    `None` (no kernel, or it does not apply): `klp_backend.miner_kernel`."""
+    kernel = klp_backend.miner_kernel(name)
+    return None if kernel is None else kernel(rows.pos, rows.neg, rows.valid, d, margin, soft, nonzero)
+
+
 def one_negative_per_positive(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft: bool, nonzero: bool,
                               choose: Callable) -> tuple:
     """Per anchor: the sum over its positives `p` of `f(d_ap - d_an + margin)`
@@ -157,6 +183,9 @@ def semihard_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft
     positive, else the farthest negative (tensorflow-addons' rule); the
     number of positives (of those with a positive loss, `nonzero=True`); the
     loss's coefficients on `d` (see `_slot_loop`)."""
+    fast = _backend_kernel("semihard", rows, d, margin, soft, nonzero)
+    if fast is not None:
+        return fast
     sg = ops.stop_gradient(d)
     big = ops.full_like(sg, largest_finite(sg.dtype))
     far_index = ops.cast(ops.argmax(ops.where(rows.neg, sg, -big), axis=1), "int32")
@@ -181,6 +210,9 @@ def all_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft: boo
     of triplets it averages over (with `nonzero=None`, those with a positive
     loss for the hinge and all of them for the soft margin), and the loss's
     coefficients on `d`."""
+    fast = _backend_kernel("all", rows, d, margin, soft, nonzero)
+    if fast is not None:
+        return fast
     sg = ops.stop_gradient(d)
     zeros = ops.zeros_like(sg)
     both = nonzero is not None and nonzero != (not soft)  # a count besides today's
@@ -188,7 +220,7 @@ def all_triplets(rows: Rows, labels: Tensor, d: Tensor, margin: float, soft: boo
     def step(p, used, d_ap, state):
         value, pos_coef, neg_coef, count = state[:4]
         on = ops.logical_and(rows.neg, ops.expand_dims(used, 1))
-        t = ops.expand_dims(d_ap, 1) - sg + margin
+        t = ops.expand_dims(d_ap + margin, 1) - sg  # > 0 exactly when d_ap + margin > d_an (torch kernel)
         if soft:
             slope = ops.where(on, ops.sigmoid(t), zeros)
             terms = ops.where(on, ops.softplus(t), zeros)

@@ -40,6 +40,11 @@ class Miner(Component):
     constructor arguments from `get_config`.
     """
 
+    kernel = None
+    """The name of the backend's own kernel for this exact class
+    (`keras_lossplus.backend.triplet_block`), set by the built-in miners
+    only: a subclass runs its own `mine`."""
+
     def mine(self, rows: Rows, labels: Tensor, d: Tensor, margin: float, soft: bool, nonzero: bool) -> tuple:
         """`(value (c,), count (c,), coef (c, B))` for the block `rows` and its
         stop-gradient distances `d` `(c, B)`; `soft`: the soft margin
@@ -71,6 +76,8 @@ class SemiHardMiner(Miner):
         >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])), 4)
         0.2929
     """
+
+    kernel = "semihard"
 
     def mine(self, rows, labels, d, margin, soft, nonzero):
         return semihard_triplets(rows, labels, d, margin, soft, nonzero)
@@ -106,6 +113,8 @@ class AllTripletsMiner(Miner):
         >>> round(float(loss([0, 0, 1, 1], [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])), 4)
         0.7929
     """
+
+    kernel = "all"
 
     def mine(self, rows, labels, d, margin, soft, nonzero):
         return all_triplets(rows, labels, d, margin, soft, nonzero)
