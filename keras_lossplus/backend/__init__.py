@@ -132,6 +132,18 @@ def triplet_block(*args: Any) -> Any:
     return None if block is None else block(*args)
 
 
+def class_counts(target: Any, probs: Any, per_image: bool, labels: bool) -> Any:
+    """The backend's own soft confusion counts `(TP, sum p, sum t)` per class
+    (`(B, C)` per image, else `(C,)`) of a channels-last target (`labels`:
+    an integer label map `(B, *spatial)`; else a target shaped like `probs`)
+    and class probabilities `(B, *spatial, C)`, each differentiable with
+    respect to `probs`; `None` where the backend has none (XLA fuses the
+    `keras.ops` version) or it does not apply. Only torch has them
+    (`torch_counts.py`)."""
+    fn = getattr(_module(), "label_counts" if labels else "soft_counts", None)
+    return None if fn is None else fn(target, probs, per_image)
+
+
 def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
     """GradCache's first pass: `model(chunks[k], training=True)` for each
     chunk `k` in order, stacked, with nothing recorded for a backward pass

@@ -302,8 +302,36 @@ COMMON_ARGS = """        mode: `"binary"`, `"multiclass"` or `"multilabel"`.
         data_format: `"channels_last"` or `"channels_first"`."""
 
 
-def confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, sample_weight):
-    """Soft confusion counts per class (and the pieces the compound losses reuse)."""
+def _backend_counts(y_true, y_pred, mode, from_logits, per_image, data_format):
+    """`(TP, FP, FN, support)` by the backend's own kernel
+    (`klp_backend.class_counts`: no one-hot or product tensors on torch) for
+    inputs without weights or ignored labels; `None` where there is none."""
+    raw = _last(y_pred, data_format)
+    rank, channels = len(raw.shape), raw.shape[-1]
+    with_channel = len(y_true.shape) == rank
+    label_map = mode == "multiclass" and (not with_channel or y_true.shape[-1] == 1)
+    if label_map:
+        target = ops.cast(ops.round(ops.squeeze(y_true, -1) if with_channel else y_true), "int32")
+    else:
+        target = _last(y_true, data_format) if with_channel else ops.expand_dims(y_true, -1)
+        if target.shape[-1] != channels:
+            return None  # `prepare` says what is wrong
+    counts = klp_backend.class_counts(target, probabilities(raw, mode, from_logits), per_image, label_map)
+    if counts is None:
+        return None
+    tp, predicted, support = counts
+    return tp, predicted - tp, support - tp, support
+
+
+def confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, sample_weight,
+                     keep_target=True):
+    """Soft confusion counts per class and the pieces the compound losses
+    reuse (`None` with `keep_target=False`, which lets the backend's own
+    kernel compute the counts when there are no weights or ignored labels)."""
+    if not keep_target and sample_weight is None and ignore_index is None:
+        counts = _backend_counts(y_true, y_pred, mode, from_logits, per_image, data_format)
+        if counts is not None:
+            return counts, None
     raw, target, valid = prepare(y_true, y_pred, mode, ignore_index, data_format)
     weights = pixel_weights(valid, sample_weight, raw)
     axes = reduce_axes(len(raw.shape), per_image)

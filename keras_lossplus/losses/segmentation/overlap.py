@@ -35,7 +35,7 @@ WEIGHT_TYPES = ("square", "simple", "uniform")
 @compiled_on_jax
 def _dice_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth, sample_weight=None):
     (tp, fp, fn, support), _ = confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format,
-                                       sample_weight)
+                                                sample_weight, keep_target=False)
     return dice_score(tp, fp, fn, support, smooth)
 
 
@@ -77,7 +77,7 @@ def dice_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_log
 @compiled_on_jax
 def _jaccard_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth, sample_weight=None):
     (tp, fp, fn, support), _ = confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format,
-                                       sample_weight)
+                                                sample_weight, keep_target=False)
     return present_mean(1.0 - safe_ratio(tp + smooth, tp + fp + fn + smooth), support)
 
 
@@ -121,7 +121,7 @@ def jaccard_loss(y_true: Tensor, y_pred: Tensor, mode: str = "multiclass", from_
 def _focal_tversky_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth, alpha,
                         beta, gamma, sample_weight=None):
     (tp, fp, fn, support), _ = confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format,
-                                       sample_weight)
+                                                sample_weight, keep_target=False)
     index = safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
     return present_mean(safe_pow(ops.maximum(1.0 - index, 0.0), gamma), support)
 
@@ -175,7 +175,7 @@ def focal_tversky_loss(y_true: Tensor, y_pred: Tensor, alpha: float = 0.3, beta:
 def _generalized_dice_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth,
                            weight_type, sample_weight=None):
     (tp, fp, fn, support), _ = confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format,
-                                       sample_weight)
+                                                sample_weight, keep_target=False)
     present = support > 0
     if weight_type == "uniform":
         w = ops.ones_like(support)
