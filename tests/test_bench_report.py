@@ -192,3 +192,18 @@ def test_gpu_memory_rows(report, tmp_path):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_gpu_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu.sh")], check=True)
+
+
+def test_torch_ratios_behind_jax_are_named(report):
+    """Issue 20: a torch ratio above `TORCH_OVER_JAX` times the JAX one of
+    the same comparison is named in the report; the others are not."""
+    row = dict(ours=report.OURS, peer="pml", low=0.0, high=0.0, target=None, met=None)
+    table = [{**row, "loss": "a", "backend": "jax", "ratio": 0.01},
+             {**row, "loss": "a", "backend": "torch", "ratio": 0.03},
+             {**row, "loss": "b", "backend": "jax", "ratio": 0.5},
+             {**row, "loss": "b", "backend": "torch", "ratio": 0.9},
+             {**row, "loss": "c", "backend": "torch", "ratio": 9.0}]
+    text = report.torch_behind_jax(table)
+    assert "a keras_lossplus / pml 0.03 (JAX 0.01)" in text
+    assert " b " not in text and " c " not in text
+    assert report.torch_behind_jax(table[2:]).startswith("No torch ratio")

@@ -1,8 +1,8 @@
 """IoU, GIoU, DIoU, CIoU and smooth L1: numpy references written from
 torchvision's source (`torchvision/ops/giou_loss.py`, `diou_loss.py`,
-`ciou_loss.py`, `_utils._loss_inter_union`; torchvision itself could not be
-installed here), the tensorflow-addons GIoU test values, box formats, the
-stop-gradient of CIoU's alpha, and the shared contract."""
+`ciou_loss.py`, `_utils._loss_inter_union`), values computed by
+torchvision 0.28.0's own code, the tensorflow-addons GIoU test values, box
+formats, the stop-gradient of CIoU's alpha, and the shared contract."""
 
 import math
 
@@ -143,6 +143,38 @@ def test_tensorflow_addons_giou_and_iou_values():
     np.testing.assert_allclose(to_numpy(L.iou_loss(TFA_BOXES2, TFA_BOXES1)), [14.0 / 16.0, 1.0], rtol=1e-6)
     with_dims = to_numpy(L.GIoULoss(reduction=None)([TFA_BOXES2] * 2, [TFA_BOXES1] * 2))
     np.testing.assert_allclose(with_dims, [[1.075, 1.9333333]] * 2, rtol=1e-6)
+
+
+# torchvision 0.28.0's `generalized_box_iou_loss`, `distance_box_iou_loss` and
+# `complete_box_iou_loss` (reduction "none", eps 1e-7, float64) on these boxes
+# (boxes1 = TV_PRED, boxes2 = TV_TARGET). torchvision's wheel for torch 2.13 is
+# a CUDA build whose compiled ops do not load beside the CPU-only torch of the
+# test environment, so the values were computed once by its three loss files
+# and `ops/_utils.py`, taken from the wheel and imported under a stub
+# `torchvision` package (the losses are plain torch), and copied here.
+TV_PRED = [[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 3.0, 4.0], [0.5, 0.5, 0.5, 2.5],
+           [2.0, 2.0, 2.0, 2.0], [10.0, -3.0, 14.0, 5.0], [0.0, 0.0, 100.0, 50.0]]
+TV_TARGET = [[1.0, 1.0, 3.0, 4.0], [2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 3.0, 4.0], [0.0, 0.0, 1.0, 3.0],
+             [1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 1.0], [10.0, 10.0, 20.0, 30.0]]
+TORCHVISION = {
+    "giou": [1.1388888880401233, 1.7499999962500001, 1.6666666380338313e-08, 1.0, 1.0, 1.6964285708067601,
+             0.9600000000008],
+    "diou": [1.0188888896034567, 1.4512195110945865, 1.6666666380338313e-08, 1.0, 1.0, 1.4663461536667899,
+             1.06],
+    # torchvision's CIoU is NaN for the point box (atan(0 / 0)); ours is finite there (see below)
+    "ciou": [1.0191645501308217, 1.4512195110945865, 1.6666666380338313e-08, 1.0016894606993956, math.nan,
+             1.4904640581156272, 1.0849732812748223],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_torchvision_values(name):
+    fn = {"giou": L.giou_loss, "diou": L.diou_loss, "ciou": L.ciou_loss}[name]
+    got = to_numpy(fn(TV_TARGET, TV_PRED))
+    expected = np.asarray(TORCHVISION[name])
+    known = np.isfinite(expected)
+    np.testing.assert_allclose(got[known], expected[known], rtol=1e-5, atol=5e-7)  # float32 near 0
+    assert np.isfinite(got).all()
 
 
 def test_worked_values():
