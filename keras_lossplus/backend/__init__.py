@@ -144,6 +144,16 @@ def class_counts(target: Any, probs: Any, per_image: bool, labels: bool) -> Any:
     return None if fn is None else fn(target, probs, per_image)
 
 
+def sinkhorn_log_plan(cost: Any, log_a: Any, log_b: Any, epsilon: float, max_iter: int, log_zero: float) -> Any:
+    """The backend's own Sinkhorn iterations: `log P` (no gradient) after
+    `max_iter` iterations from the cost matrix and the log masses (`log_zero`
+    marks a row or column without mass), or `None` where the backend has none
+    (XLA fuses the `keras.ops` log-domain loop). Only torch has one
+    (`torch_sinkhorn.py`, stabilized matrix scaling)."""
+    fn = getattr(_module(), "sinkhorn_log_plan", None)
+    return None if fn is None else fn(cost, log_a, log_b, epsilon, max_iter, log_zero)
+
+
 def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
     """GradCache's first pass: `model(chunks[k], training=True)` for each
     chunk `k` in order, stacked, with nothing recorded for a backward pass

@@ -131,6 +131,14 @@ def _hinge_or_softplus(t: Tensor, soft: bool) -> tuple:
     return t * active, active
 
 
+def _start(pos: Tensor, valid: Tensor, d: Tensor, slots: Optional[tuple]) -> tuple:
+    """What both miners begin with: `(slot columns, used, value, count,
+    coef)`, the last three zeros to accumulate into."""
+    columns, used = _slots(pos, valid) if slots is None else slots
+    value = d.new_zeros(d.shape[0])
+    return columns, used, value, torch.zeros_like(value), torch.zeros_like(d)
+
+
 def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
                       nonzero: bool, slots: Optional[tuple] = None, nonnegative: bool = False) -> Optional[tuple]:
     """The semi-hard miner's `(value, count, coef)` (see
@@ -141,12 +149,9 @@ def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin
     with torch.no_grad():
         d = d.detach()
         c, n = d.shape
-        columns, used = _slots(pos, valid) if slots is None else slots
+        columns, used, value, count, coef = _start(pos, valid, d, slots)
         keys = _ordered_keys(d, nonnegative)
         not_negative = ~neg
-        value = d.new_zeros(c)
-        count = torch.zeros_like(value)
-        coef = torch.zeros_like(d)
         for start, stop in _groups(c, columns.shape[1], n):
             cols, on = columns[:, start:stop], used[:, start:stop]
             size = stop - start
@@ -165,9 +170,10 @@ def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin
             missing = (best == _NONE) & on  # no negative farther than the positive: the farthest one
             if bool(missing.any()):
                 negative = torch.where(missing, _farthest(d, neg, missing.any(1))[:, None], negative)
-            negative = negative.masked_fill_(~on, 0)
+            off = ~on
+            negative = negative.masked_fill_(off, 0)
             loss, slope = _hinge_or_softplus(d_ap - d.gather(1, negative) + margin, soft)
-            loss, slope = loss.masked_fill_(~on, 0.0), slope.masked_fill_(~on, 0.0)
+            loss, slope = loss.masked_fill_(off, 0.0), slope.masked_fill_(off, 0.0)
             value += loss.sum(1)
             if nonzero:
                 count += (loss > 0).sum(1)
@@ -197,12 +203,9 @@ def all_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: flo
     with torch.no_grad():
         d = d.detach()
         c, n = d.shape
-        columns, used = _slots(pos, valid) if slots is None else slots
+        columns, used, value, count, coef = _start(pos, valid, d, slots)
         nonzero = (not soft) if nonzero is None else bool(nonzero)
         negatives = d.masked_fill(~neg, torch.inf)
-        value = d.new_zeros(c)
-        count = torch.zeros_like(value)
-        coef = torch.zeros_like(d)
         for start, stop in _groups(c, columns.shape[1], n):
             cols, on = columns[:, start:stop], used[:, start:stop]
             shifted = torch.where(on, d.gather(1, cols) + margin, -torch.inf)  # d_ap + margin

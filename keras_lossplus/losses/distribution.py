@@ -28,6 +28,7 @@ import numpy as np
 import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
+from keras_lossplus import backend as klp_backend
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs, register
 from keras_lossplus.losses.magnitude import magnitude_checked
@@ -337,6 +338,9 @@ def _sinkhorn_log_plan(cost: Tensor, log_a: Tensor, log_b: Tensor, epsilon: floa
     iterations (POT's `sinkhorn_log`: `v` then `u`, from `u = v = 0`), with
     no gradient. A row without mass is left out exactly (also from the first
     iteration), as if it were not in the batch."""
+    fast = klp_backend.sinkhorn_log_plan(cost, log_a, log_b, epsilon, max_iter, _LOG_ZERO)
+    if fast is not None:  # torch: the same iterations as stabilized matrix scaling
+        return fast
     cost = ops.stop_gradient(cost)
     log_a, log_b = ops.stop_gradient(log_a), ops.stop_gradient(log_b)
     log_k = cost * (-1.0 / epsilon)
