@@ -131,25 +131,28 @@ def _hinge_or_softplus(t: Tensor, soft: bool) -> tuple:
     return t * active, active
 
 
-def _start(pos: Tensor, valid: Tensor, d: Tensor, slots: Optional[tuple]) -> tuple:
+def _start(pos: Tensor, valid: Tensor, d: Tensor, slots: Optional[tuple], out: Optional[Tensor]) -> tuple:
     """What both miners begin with: `(slot columns, used, value, count,
-    coef)`, the last three zeros to accumulate into."""
+    coef)`, the last three zeros to accumulate into (`coef` in `out` if given)."""
     columns, used = _slots(pos, valid) if slots is None else slots
     value = d.new_zeros(d.shape[0])
-    return columns, used, value, torch.zeros_like(value), torch.zeros_like(d)
+    coef = torch.zeros_like(d) if out is None else out.zero_()
+    return columns, used, value, torch.zeros_like(value), coef
 
 
 def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
-                      nonzero: bool, slots: Optional[tuple] = None, nonnegative: bool = False) -> Optional[tuple]:
+                      nonzero: bool, slots: Optional[tuple] = None, nonnegative: bool = False,
+                      out: Optional[Tensor] = None) -> Optional[tuple]:
     """The semi-hard miner's `(value, count, coef)` (see
     `keras_lossplus.losses.metric_learning.miners.semihard_triplets`);
-    `slots`: `_slots(pos, valid)` if known, `nonnegative`: no `d` is below 0."""
+    `slots`: `_slots(pos, valid)` if known, `nonnegative`: no `d` is below 0,
+    `out`: a tensor shaped like `d` to hold `coef`."""
     if not _applies(d):
         return None
     with torch.no_grad():
         d = d.detach()
         c, n = d.shape
-        columns, used, value, count, coef = _start(pos, valid, d, slots)
+        columns, used, value, count, coef = _start(pos, valid, d, slots, out)
         keys = _ordered_keys(d, nonnegative)
         not_negative = ~neg
         for start, stop in _groups(c, columns.shape[1], n):
@@ -193,19 +196,20 @@ def _farthest(d: Tensor, neg: Tensor, rows: Tensor) -> Tensor:
 
 
 def all_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
-                 nonzero: Any, slots: Optional[tuple] = None, nonnegative: bool = False) -> Optional[tuple]:
+                 nonzero: Any, slots: Optional[tuple] = None, nonnegative: bool = False,
+                 out: Optional[Tensor] = None) -> Optional[tuple]:
     """The batch-all miner's `(value, count, coef)` (see
     `keras_lossplus.losses.metric_learning.miners.all_triplets`; `nonzero=None`
     counts the triplets with a positive loss for the hinge, all of them for
-    the soft margin; `slots`, `nonnegative` as for `semihard_triplets`)."""
+    the soft margin; `slots`, `nonnegative`, `out` as for `semihard_triplets`)."""
     if not _applies(d):
         return None
     with torch.no_grad():
         d = d.detach()
         c, n = d.shape
-        columns, used, value, count, coef = _start(pos, valid, d, slots)
+        columns, used, value, count, coef = _start(pos, valid, d, slots, out)
         nonzero = (not soft) if nonzero is None else bool(nonzero)
-        negatives = d.masked_fill(~neg, torch.inf)
+        negatives = _SCRATCH.get("negatives", d.shape, d.dtype, d.device).copy_(d).masked_fill_(~neg, torch.inf)
         for start, stop in _groups(c, columns.shape[1], n):
             cols, on = columns[:, start:stop], used[:, start:stop]
             shifted = torch.where(on, d.gather(1, cols) + margin, -torch.inf)  # d_ap + margin
@@ -240,15 +244,17 @@ _MINERS = {"semihard": semihard_triplets, "all": all_triplets}
 
 def _distances(anchors: Tensor, others: Tensor, metric: str) -> Tensor:
     """`keras_lossplus.ops.pairwise_distances(anchors, others, metric)` (no
-    gradient; a fresh tensor), with the same roundings. The entries of an anchor with itself (and with
+    gradient; in scratch space), with the same roundings. The entries of an anchor with itself (and with
     an empty memory slot) are not zeroed as in `Rows.distances`: no mask the
     miners read holds them."""
+    d = torch.mm(anchors, others.t(), out=_SCRATCH.get("d", (len(anchors), len(others)), anchors.dtype,
+                                                      anchors.device))
     if metric == "cosine":  # the rows are unit vectors already
-        return torch.mm(anchors, others.t()).neg_().add_(1.0).clamp_min_(0.0)
+        return d.neg_().add_(1.0).clamp_min_(0.0)
     sq_a, sq_o = (anchors * anchors).sum(1, keepdim=True), (others * others).sum(1, keepdim=True)
     scale = torch.add(sq_a, sq_o.t(), out=_SCRATCH.get("scale", (len(anchors), len(others)), anchors.dtype,
                                                         anchors.device))
-    d = torch.mm(anchors, others.t()).mul_(-2.0).add_(scale)  # the rounding of `scale - 2 a.b`, as the neutral
+    d.mul_(-2.0).add_(scale)  # the rounding of `scale - 2 a.b`, as the neutral
     resolved = torch.gt(d, scale.mul_(_CANCELLATION_ULPS * _MACHINE_EPS),
                         out=_SCRATCH.get("resolved", d.shape, torch.bool, d.device))
     d.masked_fill_(resolved.logical_not_(), 0.0)  # NaN (overflowed squares) too, as safe_sqrt
@@ -265,14 +271,15 @@ class _TripletBlock(torch.autograd.Function):
     def forward(ctx, anchors, others, pos, neg, valid, weights, options):
         kind, metric, margin, soft, nonzero = options
         a, o = anchors.detach(), others.detach()
-        value, count, blocks = a.new_zeros(()), a.new_zeros(()), []
+        value, count = a.new_zeros(()), a.new_zeros(())
+        w = torch.empty((a.shape[0], o.shape[0]), dtype=a.dtype, device=a.device)  # kept for the backward pass
         columns, used = _slots(pos, valid)
         rows = max(1, _BLOCK_ELEMENTS // max(o.shape[0], 1))
         for s in range(0, a.shape[0], rows):
             b = slice(s, s + rows)
             d = _distances(a[b], o, metric)
             slots = (columns[b], used[b])
-            v, n, coef = _MINERS[kind](pos[b], neg[b], valid[b], d, margin, soft, nonzero, slots, True)
+            v, n, coef = _MINERS[kind](pos[b], neg[b], valid[b], d, margin, soft, nonzero, slots, True, w[b])
             value += (weights[b] * v).sum()
             count += (weights[b] * n).sum()
             at_zero = torch.le(d, 0.0, out=_SCRATCH.get("at_zero", d.shape, torch.bool, d.device))
@@ -281,8 +288,6 @@ class _TripletBlock(torch.autograd.Function):
                 coef.div_(d.masked_fill_(at_zero, 1.0))
             elif metric == "squared_euclidean":
                 coef.mul_(2.0)
-            blocks.append(coef)
-        w = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         ctx.metric = metric
         ctx.save_for_backward(w, anchors, others)
         return value, count
