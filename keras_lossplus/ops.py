@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import keras
+import numpy as np
 from keras import ops
 
 Tensor = Any
@@ -332,3 +333,54 @@ def paired_distances(x: Tensor, y: Tensor, metric: str = "euclidean") -> Tensor:
         return ops.maximum(1.0 - ops.sum(l2_normalize(x) * l2_normalize(y), axis=-1), 0.0)
     sq = ops.sum(ops.square(x - y), axis=-1)
     return sq if metric == "squared_euclidean" else safe_sqrt(sq)
+
+
+def jacobi_eigh(m: Tensor, sweeps: int = 10) -> tuple:
+    """`(eigenvalues, eigenvectors)` of a small symmetric matrix `(n, n)` by
+    cyclic Jacobi rotations (`sweeps` passes over the `n (n - 1) / 2`
+    pairs, in a `fori_loop`), in ascending order like `keras.ops.eigh`.
+
+    For the `T x T` Gram matrices of multi-task weighting: under XLA on the
+    CPU, `eigh` is a LAPACK call that costs about 2 ms inside a compiled
+    training step (10 us in a program of its own); these few small matrix
+    products fuse with the rest. Accurate to float32 rounding of `|m|` after
+    a handful of sweeps (the convergence is quadratic).
+
+    Examples:
+        >>> values, _ = jacobi_eigh(keras.ops.convert_to_tensor([[2.0, 1.0], [1.0, 2.0]]))
+        >>> [round(float(v), 5) for v in values]
+        [1.0, 3.0]
+    """
+    m = ops.convert_to_tensor(m)
+    n = m.shape[-1]
+    eye = np.eye(n, dtype="float32")
+    pairs = [(p, q) for p in range(n) for q in range(p + 1, n)]
+    identity = ops.convert_to_tensor(eye, dtype=m.dtype)
+    planes = {  # the rotation of the (p, q) plane is identity + (c - 1) corners + s skew
+        (p, q): (ops.convert_to_tensor(np.outer(eye[p], eye[p]) + np.outer(eye[q], eye[q]), dtype=m.dtype),
+                 ops.convert_to_tensor(np.outer(eye[p], eye[q]) - np.outer(eye[q], eye[p]), dtype=m.dtype))
+        for p, q in pairs
+    }
+
+    def rotate(a, v, p, q):
+        a_pp, a_qq, a_pq = a[p, p], a[q, q], a[p, q]
+        off = ops.abs(a_pq) > 0
+        theta = (a_qq - a_pp) / (2.0 * ops.where(off, a_pq, ops.ones_like(a_pq)))
+        sign = ops.where(theta >= 0, 1.0, -1.0)
+        t = ops.where(off, sign / (ops.abs(theta) + ops.sqrt(theta * theta + 1.0)), 0.0)
+        c = 1.0 / ops.sqrt(t * t + 1.0)
+        s = t * c
+        corners, skew = planes[(p, q)]
+        j = identity + (c - 1.0) * corners + s * skew
+        return ops.matmul(ops.matmul(ops.transpose(j), a), j), ops.matmul(v, j)
+
+    def sweep(_, state):
+        a, v = state
+        for p, q in pairs:
+            a, v = rotate(a, v, p, q)
+        return a, v
+
+    a, v = ops.fori_loop(0, sweeps, sweep, (m, identity))
+    values = ops.diagonal(a)
+    order = ops.argsort(values)
+    return ops.take(values, order), ops.take(v, order, axis=1)

@@ -157,3 +157,29 @@ if BACKEND in XLA_BACKENDS:
 
         np.testing.assert_allclose(to_numpy(xla_compile(everything)(points, x, mask)),
                                    to_numpy(everything(points, x, mask)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["random", "rank_one", "zero", "diagonal_ties", "two_by_two", "larger"])
+def test_jacobi_eigh_matches_numpy(kind):
+    """`jacobi_eigh` (Aligned-MTL's eigendecomposition on JAX) against
+    `numpy.linalg.eigh`: eigenvalues to float32 rounding of the matrix, and
+    eigenvectors that diagonalise it, on full-rank, rank-deficient, zero,
+    tied, 2 x 2 and 6 x 6 symmetric matrices."""
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(3, 7))
+    if kind == "rank_one":
+        g = np.outer([1.0, -2.0, 0.5], rng.normal(size=7))
+    elif kind == "zero":
+        g = np.zeros((3, 7))
+    elif kind == "two_by_two":
+        g = rng.normal(size=(2, 5))
+    elif kind == "larger":
+        g = rng.normal(size=(6, 9))
+    m = (g @ g.T).astype("float32")
+    if kind == "diagonal_ties":
+        m = np.diag([2.0, 2.0, 1.0]).astype("float32")
+    values, vectors = (to_numpy(t) for t in K.jacobi_eigh(m))
+    scale = max(float(np.abs(m).max()), 1.0)
+    np.testing.assert_allclose(values, np.linalg.eigh(m.astype("float64"))[0], atol=2e-6 * scale)
+    np.testing.assert_allclose(vectors.T @ m @ vectors, np.diag(values), atol=2e-6 * scale)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(len(m)), atol=2e-6)

@@ -154,6 +154,15 @@ def sinkhorn_log_plan(cost: Any, log_a: Any, log_b: Any, epsilon: float, max_ite
     return None if fn is None else fn(cost, log_a, log_b, epsilon, max_iter, log_zero)
 
 
+def small_eigh(m: Any) -> tuple:
+    """`keras.ops.eigh` of a small symmetric matrix (a `T x T` Gram matrix of
+    task gradients), by the backend's fastest route: on JAX cyclic Jacobi
+    rotations (`keras_lossplus.ops.jacobi_eigh`; XLA:CPU's LAPACK `eigh`
+    costs about 2 ms inside a compiled step), elsewhere `keras.ops.eigh`."""
+    fn = getattr(_module(), "small_eigh", None)
+    return keras.ops.eigh(m) if fn is None else fn(m)
+
+
 def encode_chunks(model: Any, state: Any, chunks: Any) -> Any:
     """GradCache's first pass: `model(chunks[k], training=True)` for each
     chunk `k` in order, stacked, with nothing recorded for a backward pass

@@ -10,6 +10,7 @@ import keras
 
 from keras_lossplus import keras_internals
 from keras_lossplus.backend.single_replica import num_replicas, replica_id, replica_sum  # noqa: F401
+from keras_lossplus.ops import jacobi_eigh as small_eigh  # noqa: F401  (see backend.small_eigh)
 
 
 def is_concrete(x: Any) -> bool:

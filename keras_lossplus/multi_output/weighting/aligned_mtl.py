@@ -7,6 +7,8 @@ from typing import Any, Tuple
 
 from keras import ops
 
+from keras_lossplus import backend as klp_backend
+
 from keras_lossplus.multi_output.weighting.base import named
 from keras_lossplus.multi_output.weighting.gradient_based import GradientStrategy
 
@@ -28,7 +30,7 @@ def aligned_weights(gram: Tensor) -> Tensor:
     """
     gram = ops.cast(gram, "float32")
     num_tasks = gram.shape[0]
-    lam, vectors = ops.eigh(gram)
+    lam, vectors = klp_backend.small_eigh(gram)
     tol = ops.max(lam) * num_tasks * _EPS
     keep = lam > tol
     kept = ops.where(keep, lam, 1.0)
@@ -43,7 +45,7 @@ def aligned_weights(gram: Tensor) -> Tensor:
 class AlignedMTL(GradientStrategy):
     """Aligned-MTL: the update `sum_k alpha_k g_k` with `alpha = 1^T B`,
     `B = sqrt(lambda_min) V diag(lambda)^(-1/2) V^T` from the eigendecomposition
-    `G G^T = V diag(lambda) V^T` (`keras.ops.eigh`), i.e. the gradient matrix
+    `G G^T = V diag(lambda) V^T` (`keras.ops.eigh`; on JAX Jacobi rotations), i.e. the gradient matrix
     with its singular values all set to the smallest one, summed.
 
     Eigenvalues at or below `max(lambda) * T * eps` (float32 `eps`) are
