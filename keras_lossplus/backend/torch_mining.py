@@ -23,7 +23,7 @@ kernels give the same `(value, count, coef)` from a few passes in all:
 `triplet_block` runs a whole block of the mined loss (distances, mining and a
 written-out backward pass) in row blocks of at most `_BLOCK_ELEMENTS`
 entries, whose large temporaries live in a per-thread CPU scratch space
-reused from call to call (`_Scratch`, a few MiB).
+reused from call to call (`_Scratch`, about 10 MiB).
 
 A kernel returns `None` when it does not apply (inside `torch.compile`, or a
 distance that is not float32); the caller then runs the neutral code.
@@ -43,26 +43,30 @@ _BLOCK_ELEMENTS = 1 << 18
 """Anchors per row block: `rows x B` at most this many entries."""
 _GROUP_BYTES = 1 << 21
 """The largest `(rows, g, B)` comparison built at once (2 MiB of bytes)."""
+_SCRATCH_ELEMENTS = max(_BLOCK_ELEMENTS, _GROUP_BYTES)
+"""The largest buffer `_Scratch` keeps."""
 _NONE = torch.iinfo(torch.int64).max
 _MACHINE_EPS = 1.2e-7  # float32, as keras_lossplus.ops._MACHINE_EPS
 _CANCELLATION_ULPS = 8.0  # as keras_lossplus.ops.pairwise_distances
 
 
 class _Scratch(threading.local):
-    """Per-thread CPU buffers, one per name, grown to the largest request
-    and reused (a view of the front); other devices get fresh tensors (their
-    allocators cache already). Only `_BLOCK_ELEMENTS`-sized temporaries of
-    one kernel call come from here, never a tensor that outlives the call."""
+    """Per-thread CPU buffers, one per name, grown to the largest request up
+    to `_SCRATCH_ELEMENTS` entries and reused (a view of the front; about
+    10 MiB in all); larger requests (a miner called on a whole large batch)
+    and other devices (whose allocators cache already) get fresh tensors.
+    Only temporaries of one kernel call come from here, never a tensor that
+    outlives the call."""
 
     def __init__(self) -> None:
         self.buffers: dict = {}
 
     def get(self, name: str, shape: tuple, dtype: Any, device: Any) -> Tensor:
-        if torch.device(device).type != "cpu":
-            return torch.empty(shape, dtype=dtype, device=device)
         numel = 1
         for size in shape:
             numel *= int(size)
+        if torch.device(device).type != "cpu" or numel > _SCRATCH_ELEMENTS:
+            return torch.empty(shape, dtype=dtype, device=device)
         buffer = self.buffers.get((name, dtype))
         if buffer is None or buffer.numel() < numel:
             buffer = self.buffers[(name, dtype)] = torch.empty(numel, dtype=dtype)

@@ -225,3 +225,5 @@ def test_scratch_buffers_are_reused_and_bounded():
     assert b.data_ptr() == a.data_ptr() and scratch.buffers[("x", torch.int64)].numel() == 32
     scratch.get("x", (8, 8), torch.int64, "cpu")
     assert scratch.buffers[("x", torch.int64)].numel() == 64
+    big = scratch.get("x", (kernels._SCRATCH_ELEMENTS + 1,), torch.int64, "cpu")  # not kept
+    assert big.numel() == kernels._SCRATCH_ELEMENTS + 1 and scratch.buffers[("x", torch.int64)].numel() == 64
