@@ -25,13 +25,13 @@ from typing import Any, Optional
 
 import torch
 
+from keras_lossplus.backend.torch_eager import is_compiling
+
 Tensor = Any
 
 
 def _applies(probs: Tensor) -> bool:
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return (probs.dtype == torch.float32 and probs.is_contiguous()
-            and not (compiling is not None and compiling()))
+    return probs.dtype == torch.float32 and probs.is_contiguous() and not is_compiling()
 
 
 def _rows(x: Tensor, per_image: bool) -> Tensor:

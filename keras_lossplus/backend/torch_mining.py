@@ -31,11 +31,14 @@ distance that is not float32); the caller then runs the neutral code.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+
+from keras_lossplus.backend.torch_eager import is_compiling
 
 Tensor = Any
 
@@ -77,8 +80,7 @@ _SCRATCH = _Scratch()
 
 
 def _applies(d: Tensor) -> bool:
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return d.dtype == torch.float32 and not (compiling is not None and compiling())
+    return d.dtype == torch.float32 and not is_compiling()
 
 
 def _counts(mask: Tensor) -> Tensor:
@@ -144,6 +146,21 @@ def _start(pos: Tensor, valid: Tensor, d: Tensor, slots: Optional[tuple], out: O
     return columns, used, value, torch.zeros_like(value), coef
 
 
+def _miner(fn: Any) -> Any:
+    """A kernel's shared frame: `None` where it does not apply (`_applies`),
+    else `fn` under `torch.no_grad` on the detached distances."""
+
+    @functools.wraps(fn)
+    def kernel(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, *args: Any, **kwargs: Any) -> Optional[tuple]:
+        if not _applies(d):
+            return None
+        with torch.no_grad():
+            return fn(pos, neg, valid, d.detach(), *args, **kwargs)
+
+    return kernel
+
+
+@_miner
 def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
                       nonzero: bool, slots: Optional[tuple] = None, nonnegative: bool = False,
                       out: Optional[Tensor] = None) -> Optional[tuple]:
@@ -151,43 +168,40 @@ def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin
     `keras_lossplus.losses.metric_learning.miners.semihard_triplets`);
     `slots`: `_slots(pos, valid)` if known, `nonnegative`: no `d` is below 0,
     `out`: a tensor shaped like `d` to hold `coef`."""
-    if not _applies(d):
-        return None
-    with torch.no_grad():
-        d = d.detach()
-        c, n = d.shape
-        columns, used, value, count, coef = _start(pos, valid, d, slots, out)
-        keys = _ordered_keys(d, nonnegative)
-        not_negative = ~neg
-        for start, stop in _groups(c, columns.shape[1], n):
-            cols, on = columns[:, start:stop], used[:, start:stop]
-            size = stop - start
-            d_ap = d.gather(1, cols)
-            thresholds = torch.where(on, d_ap, torch.inf).sort(1).values
-            # each negative's bucket: how many thresholds lie below it; the others in bucket size + 1
-            ranks = _greater(d[:, None, :], thresholds[:, :, None], "above").sum(1, dtype=torch.uint8).masked_fill_(not_negative, size + 1)
-            bucket = _SCRATCH.get("bucket", d.shape, torch.int64, d.device)
-            bucket.copy_(ranks)
-            least = torch.full((c, size + 2), _NONE, dtype=torch.int64, device=d.device)
-            least.scatter_reduce_(1, bucket, keys, "amin")
-            suffix = least[:, : size + 1].flip(1).cummin(1).values.flip(1)  # min over the buckets >= j
-            rank = (thresholds[:, None, :] < d_ap[:, :, None]).sum(2)  # the slot's own bucket (< size)
-            best = suffix.gather(1, rank.clamp(max=size - 1) + 1)
-            negative = best & 0xFFFFFFFF
-            missing = (best == _NONE) & on  # no negative farther than the positive: the farthest one
-            if bool(missing.any()):
-                negative = torch.where(missing, _farthest(d, neg, missing.any(1))[:, None], negative)
-            off = ~on
-            negative = negative.masked_fill_(off, 0)
-            loss, slope = _hinge_or_softplus(d_ap - d.gather(1, negative) + margin, soft)
-            loss, slope = loss.masked_fill_(off, 0.0), slope.masked_fill_(off, 0.0)
-            value += loss.sum(1)
-            if nonzero:
-                count += (loss > 0).sum(1)
-            coef.scatter_add_(1, cols, slope)
-            coef.scatter_add_(1, negative, -slope)
-        if not nonzero:
-            count = _counts(pos).to(d.dtype)
+    c, n = d.shape
+    columns, used, value, count, coef = _start(pos, valid, d, slots, out)
+    keys = _ordered_keys(d, nonnegative)
+    not_negative = ~neg
+    for start, stop in _groups(c, columns.shape[1], n):
+        cols, on = columns[:, start:stop], used[:, start:stop]
+        size = stop - start
+        d_ap = d.gather(1, cols)
+        thresholds = torch.where(on, d_ap, torch.inf).sort(1).values
+        # each negative's bucket: how many thresholds lie below it; the others in bucket size + 1
+        ranks = _greater(d[:, None, :], thresholds[:, :, None], "above").sum(1, dtype=torch.uint8)
+        ranks.masked_fill_(not_negative, size + 1)
+        bucket = _SCRATCH.get("bucket", d.shape, torch.int64, d.device)
+        bucket.copy_(ranks)
+        least = torch.full((c, size + 2), _NONE, dtype=torch.int64, device=d.device)
+        least.scatter_reduce_(1, bucket, keys, "amin")
+        suffix = least[:, : size + 1].flip(1).cummin(1).values.flip(1)  # min over the buckets >= j
+        rank = (thresholds[:, None, :] < d_ap[:, :, None]).sum(2)  # the slot's own bucket (< size)
+        best = suffix.gather(1, rank.clamp(max=size - 1) + 1)
+        negative = best & 0xFFFFFFFF
+        missing = (best == _NONE) & on  # no negative farther than the positive: the farthest one
+        if bool(missing.any()):
+            negative = torch.where(missing, _farthest(d, neg, missing.any(1))[:, None], negative)
+        off = ~on
+        negative = negative.masked_fill_(off, 0)
+        loss, slope = _hinge_or_softplus(d_ap - d.gather(1, negative) + margin, soft)
+        loss, slope = loss.masked_fill_(off, 0.0), slope.masked_fill_(off, 0.0)
+        value += loss.sum(1)
+        if nonzero:
+            count += (loss > 0).sum(1)
+        coef.scatter_add_(1, cols, slope)
+        coef.scatter_add_(1, negative, -slope)
+    if not nonzero:
+        count = _counts(pos).to(d.dtype)
     return value, count, coef
 
 
@@ -199,6 +213,7 @@ def _farthest(d: Tensor, neg: Tensor, rows: Tensor) -> Tensor:
     return torch.zeros(d.shape[0], dtype=torch.int64, device=d.device).index_copy_(0, index, picked)
 
 
+@_miner
 def all_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
                  nonzero: Any, slots: Optional[tuple] = None, nonnegative: bool = False,
                  out: Optional[Tensor] = None) -> Optional[tuple]:
@@ -206,37 +221,33 @@ def all_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: flo
     `keras_lossplus.losses.metric_learning.miners.all_triplets`; `nonzero=None`
     counts the triplets with a positive loss for the hinge, all of them for
     the soft margin; `slots`, `nonnegative`, `out` as for `semihard_triplets`)."""
-    if not _applies(d):
-        return None
-    with torch.no_grad():
-        d = d.detach()
-        c, n = d.shape
-        columns, used, value, count, coef = _start(pos, valid, d, slots, out)
-        nonzero = (not soft) if nonzero is None else bool(nonzero)
-        negatives = _SCRATCH.get("negatives", d.shape, d.dtype, d.device).copy_(d).masked_fill_(~neg, torch.inf)
-        for start, stop in _groups(c, columns.shape[1], n):
-            cols, on = columns[:, start:stop], used[:, start:stop]
-            shifted = torch.where(on, d.gather(1, cols) + margin, -torch.inf)  # d_ap + margin
-            if soft:
-                t = shifted[:, :, None] - negatives[:, None, :]
-                terms, slope = F.softplus(t), torch.sigmoid(t)
-                value += terms.sum((1, 2))
-                if nonzero:
-                    count += (terms > 0).sum((1, 2))
-                coef.scatter_add_(1, cols, slope.sum(2))
-                coef -= slope.sum(1)
-            else:  # the slope of every kept term is 1: the counts are the coefficients
-                below = _greater(shifted[:, :, None], negatives[:, None, :], "above")  # d_an < d_ap + m
-                per_negative = below.sum(1, dtype=torch.uint8).to(d.dtype)
-                coef.scatter_add_(1, cols, below.sum(2, dtype=torch.int32).to(d.dtype))
-                coef -= per_negative
-                count += per_negative.sum(1)
-        if not soft:  # every kept hinge term is d_ap - d_an + margin
-            value = (coef * d).sum(1) + margin * count
-            if not nonzero:
-                count = torch.zeros_like(count)
+    c, n = d.shape
+    columns, used, value, count, coef = _start(pos, valid, d, slots, out)
+    nonzero = (not soft) if nonzero is None else bool(nonzero)
+    negatives = _SCRATCH.get("negatives", d.shape, d.dtype, d.device).copy_(d).masked_fill_(~neg, torch.inf)
+    for start, stop in _groups(c, columns.shape[1], n):
+        cols, on = columns[:, start:stop], used[:, start:stop]
+        shifted = torch.where(on, d.gather(1, cols) + margin, -torch.inf)  # d_ap + margin
+        if soft:
+            t = shifted[:, :, None] - negatives[:, None, :]
+            terms, slope = F.softplus(t), torch.sigmoid(t)
+            value += terms.sum((1, 2))
+            if nonzero:
+                count += (terms > 0).sum((1, 2))
+            coef.scatter_add_(1, cols, slope.sum(2))
+            coef -= slope.sum(1)
+        else:  # the slope of every kept term is 1: the counts are the coefficients
+            below = _greater(shifted[:, :, None], negatives[:, None, :], "above")  # d_an < d_ap + m
+            per_negative = below.sum(1, dtype=torch.uint8).to(d.dtype)
+            coef.scatter_add_(1, cols, below.sum(2, dtype=torch.int32).to(d.dtype))
+            coef -= per_negative
+            count += per_negative.sum(1)
+    if not soft:  # every kept hinge term is d_ap - d_an + margin
+        value = (coef * d).sum(1) + margin * count
         if not nonzero:
-            count += used.sum(1).to(d.dtype) * _counts(neg).to(d.dtype)
+            count = torch.zeros_like(count)
+    if not nonzero:
+        count += used.sum(1).to(d.dtype) * _counts(neg).to(d.dtype)
     return value, count, coef
 
 
@@ -307,8 +318,8 @@ class _TripletBlock(torch.autograd.Function):
         return grad_a * grad_value, grad_o * grad_value, None, None, None, None, None
 
 
-def triplet_block(kind: str, anchors: Tensor, others: Tensor, pos: Tensor, neg: Tensor, valid: Tensor, weights: Tensor, metric: str, margin: float, soft: bool,
-                  nonzero: Any) -> Optional[tuple]:
+def triplet_block(kind: str, anchors: Tensor, others: Tensor, pos: Tensor, neg: Tensor, valid: Tensor,
+                  weights: Tensor, metric: str, margin: float, soft: bool, nonzero: Any) -> Optional[tuple]:
     """The mined triplet loss of a block of anchors against `others` with a
     built-in miner (`kind`, `"semihard"` or `"all"`) and a named distance
     (`metric`; for `"cosine"`, `anchors` and `others` are already

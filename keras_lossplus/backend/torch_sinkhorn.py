@@ -29,6 +29,8 @@ from typing import Any, Optional
 
 import torch
 
+from keras_lossplus.backend.torch_eager import is_compiling
+
 Tensor = Any
 
 _ABSORB = 1e8
@@ -50,8 +52,7 @@ def sinkhorn_log_plan(cost: Tensor, log_a: Tensor, log_b: Tensor, epsilon: float
     """`log P` after `max_iter` Sinkhorn iterations, without gradient (see
     `keras_lossplus.losses.distribution._sinkhorn_log_plan`; a row of
     `log_a` or column of `log_b` at `log_zero` carries no mass)."""
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    if cost.dtype != torch.float32 or (compiling is not None and compiling()):
+    if cost.dtype != torch.float32 or is_compiling():
         return None
     with torch.no_grad():
         log_k = cost.detach() * (-1.0 / epsilon)

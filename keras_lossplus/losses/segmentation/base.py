@@ -123,23 +123,32 @@ def _last(x: Tensor, data_format: str) -> Tensor:
     return ops.moveaxis(x, 1, -1) if data_format == "channels_first" else x
 
 
+def _layout(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> tuple:
+    """`(raw, y_true, with_channel, labels)`: both channels-last, whether
+    `y_true` has a channel axis, and its class labels `(B, *spatial)` (rounded)
+    when it is a `"multiclass"` label map, else `None`."""
+    raw = _last(y_pred, data_format)
+    with_channel = len(y_true.shape) == len(y_pred.shape)
+    if with_channel:
+        y_true = _last(y_true, data_format)
+    labels = None
+    if mode == "multiclass" and (not with_channel or y_true.shape[-1] == 1):
+        labels = ops.round(ops.squeeze(y_true, -1) if with_channel else y_true)
+    return raw, y_true, with_channel, labels
+
+
 def prepare(y_true: Tensor, y_pred: Tensor, mode: str, ignore_index: Optional[int], data_format: str) -> tuple:
     """`(raw, target, valid)` channels-last (see the module docstring); the
     shapes were checked by `run`."""
-    rank = len(y_pred.shape)
-    raw = _last(y_pred, data_format)
+    raw, y_true, with_channel, labels = _layout(y_true, y_pred, mode, data_format)
     channels = raw.shape[-1]
-    with_channel = len(y_true.shape) == rank
-    if with_channel:
-        y_true = _last(y_true, data_format)
-    label_map = mode == "multiclass" and (not with_channel or y_true.shape[-1] == 1)
+    label_map = labels is not None
     if mode == "multiclass" and with_channel and not label_map and y_true.shape[-1] != channels:
         raise ValueError(
             "mode='multiclass' takes `y_true` as a label map (batch, *spatial) or (..., 1), or one-hot "
             f"with one channel per class ({channels}). Received y_true.shape={tuple(y_true.shape)}"
         )
     if label_map:
-        labels = ops.round(ops.squeeze(y_true, -1) if with_channel else y_true)
         valid = None
         if ignore_index is not None:
             keep = ops.not_equal(labels, float(ignore_index))
@@ -306,17 +315,14 @@ def _backend_counts(y_true, y_pred, mode, from_logits, per_image, data_format):
     """`(TP, FP, FN, support)` by the backend's own kernel
     (`klp_backend.class_counts`: no one-hot or product tensors on torch) for
     inputs without weights or ignored labels; `None` where there is none."""
-    raw = _last(y_pred, data_format)
-    rank, channels = len(raw.shape), raw.shape[-1]
-    with_channel = len(y_true.shape) == rank
-    label_map = mode == "multiclass" and (not with_channel or y_true.shape[-1] == 1)
-    if label_map:
-        target = ops.cast(ops.round(ops.squeeze(y_true, -1) if with_channel else y_true), "int32")
+    raw, y_true, with_channel, labels = _layout(y_true, y_pred, mode, data_format)
+    if labels is not None:
+        target = ops.cast(labels, "int32")
     else:
-        target = _last(y_true, data_format) if with_channel else ops.expand_dims(y_true, -1)
-        if target.shape[-1] != channels:
+        target = y_true if with_channel else ops.expand_dims(y_true, -1)
+        if target.shape[-1] != raw.shape[-1]:
             return None  # `prepare` says what is wrong
-    counts = klp_backend.class_counts(target, probabilities(raw, mode, from_logits), per_image, label_map)
+    counts = klp_backend.class_counts(target, probabilities(raw, mode, from_logits), per_image, labels is not None)
     if counts is None:
         return None
     tp, predicted, support = counts
