@@ -123,7 +123,7 @@ def _last(x: Tensor, data_format: str) -> Tensor:
     return ops.moveaxis(x, 1, -1) if data_format == "channels_first" else x
 
 
-def _layout(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> tuple:
+def _target_layout(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> tuple:
     """`(raw, y_true, with_channel, labels)`: both channels-last, whether
     `y_true` has a channel axis, and its class labels `(B, *spatial)` (rounded)
     when it is a `"multiclass"` label map, else `None`."""
@@ -140,7 +140,7 @@ def _layout(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> tupl
 def prepare(y_true: Tensor, y_pred: Tensor, mode: str, ignore_index: Optional[int], data_format: str) -> tuple:
     """`(raw, target, valid)` channels-last (see the module docstring); the
     shapes were checked by `run`."""
-    raw, y_true, with_channel, labels = _layout(y_true, y_pred, mode, data_format)
+    raw, y_true, with_channel, labels = _target_layout(y_true, y_pred, mode, data_format)
     channels = raw.shape[-1]
     label_map = labels is not None
     if mode == "multiclass" and with_channel and not label_map and y_true.shape[-1] != channels:
@@ -315,7 +315,7 @@ def _backend_counts(y_true, y_pred, mode, from_logits, per_image, data_format):
     """`(TP, FP, FN, support)` by the backend's own kernel
     (`klp_backend.class_counts`: no one-hot or product tensors on torch) for
     inputs without weights or ignored labels; `None` where there is none."""
-    raw, y_true, with_channel, labels = _layout(y_true, y_pred, mode, data_format)
+    raw, y_true, with_channel, labels = _target_layout(y_true, y_pred, mode, data_format)
     if labels is not None:
         target = ops.cast(labels, "int32")
     else:
