@@ -63,12 +63,12 @@ KINDS = ["pk", "grid", "duplicates", "zeros", "one_class", "singletons", "large_
 
 BLOCK_SETTINGS = [None, 64]
 """The kernels run in their default row blocks, then in many small row blocks
-and slot groups (`_BLOCK_ELEMENTS` and `_GROUP_BYTES` of 64)."""
+and slot groups (`_BLOCK_ELEMENTS` and `_GROUP_ELEMENTS` of 64)."""
 
 
 def small_blocks(monkeypatch, size):
     monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", size or 1 << 18)
-    monkeypatch.setattr(kernels, "_GROUP_BYTES", size or 1 << 21)
+    monkeypatch.setattr(kernels, "_GROUP_ELEMENTS", size or 1 << 21)
 
 
 @pytest.fixture

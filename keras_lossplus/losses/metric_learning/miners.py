@@ -45,8 +45,9 @@ def _block_kernel(rows: Rows, miner: Any, distance: Any, margin: float, soft: bo
     if kind is None or metric is None:
         return None
     anchors, others = rows.anchors, rows.embeddings
-    if metric == "cosine":
-        anchors, others = l2_normalize(anchors), l2_normalize(others)
+    if metric == "cosine":  # normalized once when the anchors are the references (the kernel sees it)
+        anchors = l2_normalize(anchors)
+        others = anchors if rows.anchors is rows.embeddings else l2_normalize(others)
     return klp_backend.triplet_block(kind, anchors, others, rows.pos, rows.neg, rows.valid, rows.weights,
                                      metric, margin, soft, nonzero)
 

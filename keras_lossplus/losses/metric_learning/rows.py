@@ -22,6 +22,7 @@ class Rows:
         pos: `(c, B)` same label, not the anchor itself.
         neg: `(c, B)` different label.
         not_self: `(c, B)` every sample but the anchor.
+        positives: `(c,)` int32 number of positives of each anchor.
         valid: `(c,)` the anchor has a positive and a negative.
         weights: `(c,)` the anchors' `sample_weight`, 0 for invalid anchors.
     """
@@ -43,7 +44,7 @@ class Rows:
         self.pos = ops.logical_and(same, self.not_self)
         self.neg = references.valid_columns(ops.logical_not(same))
         self.positives = ops.sum(ops.cast(self.pos, "int32"), axis=1)
-        self.valid = ops.logical_and(self.positives > 0, ops.any(self.neg, axis=1))
+        self.valid = ops.logical_and(self.positives > 0, _any(self.neg))
         weights = ops.cast(self.valid, embeddings.dtype)
         if sample_weight is not None:
             weights = weights * ops.cast(self.row(ops.reshape(sample_weight, (-1,))), embeddings.dtype)
@@ -63,6 +64,13 @@ class Rows:
         """`(c, B)` similarities (a `Distance` with `is_similarity`, or
         `"cosine"` / `"dot"`) of the anchors with every sample."""
         return resolve_distance(similarity, similarity=True).pairwise(self.anchors, self.embeddings)
+
+
+def _any(mask: Tensor) -> Tensor:
+    """`ops.any(mask, axis=1)` as a byte max: on torch's CPU several times
+    faster than `any` of a `(c, B)` mask (and than a cast sum); the same
+    under XLA."""
+    return ops.max(ops.cast(mask, "uint8"), axis=1) > 0
 
 
 def _block_bounds(batch: Optional[int], chunk_size: Optional[int]) -> list:
