@@ -120,6 +120,16 @@ def miner_kernel(name: str) -> Optional[Callable]:
     return getattr(_module(), "MINER_KERNELS", {}).get(name)
 
 
+def anchor_masks(row_labels: Any, labels: Any, start: Any) -> Optional[tuple]:
+    """The backend's own `(not_self, pos, neg, positives, has_negative)` of
+    `keras_lossplus.losses.metric_learning.rows.Rows` for the anchors
+    `start, start + 1, ...` (labels `row_labels`) against the whole batch
+    (`labels`), outside `memory_references`; `None` where the neutral
+    `keras.ops` code is the fast one (XLA fuses it)."""
+    masks = getattr(_module(), "anchor_masks", None)
+    return None if masks is None else masks(row_labels, labels, start)
+
+
 def triplet_block(*args: Any) -> Any:
     """The backend's own implementation of a whole block of the mined triplet
     loss with a built-in miner and a named distance, or `None` where there is

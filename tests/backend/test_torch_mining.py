@@ -1,5 +1,6 @@
-"""The eager torch kernels of the triplet miners (`backend/torch_mining.py`)
-against the backend-neutral miners they stand in for.
+"""The eager torch kernels of the triplet miners (`backend/torch_mining.py`,
+`backend/torch_triplet.py`, `backend/torch_scratch.py`) against the
+backend-neutral miners they stand in for.
 
 On every backend: the kernels (pure torch, called directly) give the neutral
 miners' `(value, count, coef)` and the neutral loss's value and gradient,
@@ -24,6 +25,7 @@ from tests.backend_utils import BACKEND, to_numpy, value_and_grad
 
 torch = pytest.importorskip("torch")
 from keras_lossplus.backend import torch_mining as kernels  # noqa: E402
+from keras_lossplus.backend import torch_scratch, torch_triplet  # noqa: E402
 
 MINERS = {"semihard": (neutral.semihard_triplets, kernels.semihard_triplets),
           "all": (neutral.all_triplets, kernels.all_triplets)}
@@ -67,7 +69,7 @@ and slot groups (`_BLOCK_ELEMENTS` and `_GROUP_ELEMENTS` of 64)."""
 
 
 def small_blocks(monkeypatch, size):
-    monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", size or 1 << 18)
+    monkeypatch.setattr(torch_triplet, "_BLOCK_ELEMENTS", size or 1 << 18)
     monkeypatch.setattr(kernels, "_GROUP_ELEMENTS", size or 1 << 21)
 
 
@@ -178,7 +180,7 @@ def _kernel_value_and_grad(labels, x, options, weights):
     margin = 0.0 if soft else options.get("margin", 1.0)
     nonzero = options["mining"] == "all" and not soft
     emb = leaf / leaf.norm(dim=1, keepdim=True).clamp_min(1e-12) if metric == "cosine" else leaf
-    value, count = kernels.triplet_block(options["mining"], emb, emb, *masks, metric, margin, soft, nonzero)
+    value, count = torch_triplet.triplet_block(options["mining"], emb, emb, *masks, metric, margin, soft, nonzero)
     loss = value / count if float(count) > 0 else value * 0.0
     (grad,) = torch.autograd.grad(loss, leaf)
     return loss.detach().numpy(), grad.numpy()
@@ -205,6 +207,24 @@ def test_memory_references_match_the_neutral_loss(rng, mining, size, neutral_onl
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("start, stop", [(0, None), (2, 5)])
+def test_anchor_masks_match_the_neutral_masks(rng, kind, start, stop, monkeypatch):
+    """The torch `anchor_masks` (pure torch, on every backend) give `Rows`'
+    masks, counts and validity of a block as the neutral code does."""
+    from keras_lossplus.backend import torch as torch_backend
+
+    monkeypatch.setattr(torch_backend, "anchor_masks", lambda *args: None)
+    labels, x = batch(kind, rng)
+    rows = Rows(_tensor(x), _tensor(labels), start, stop)
+    expected = [to_numpy(m) for m in (rows.not_self, rows.pos, rows.neg, rows.positives, rows.valid)]
+    t = torch.from_numpy(labels)
+    not_self, pos, neg, positives, has_negative = torch_triplet.anchor_masks(t[start:stop], t, start)
+    got = [not_self, pos, neg, positives, (positives > 0) & has_negative]
+    for name, e, g in zip(("not_self", "pos", "neg", "positives", "valid"), expected, got):
+        np.testing.assert_array_equal(g.numpy(), e, err_msg=name)
+
+
 def test_kernels_step_aside_where_they_do_not_apply():
     """float64 distances (and `torch.compile`) fall back to the neutral code."""
     d = torch.zeros((3, 3), dtype=torch.float64)
@@ -212,18 +232,18 @@ def test_kernels_step_aside_where_they_do_not_apply():
     assert kernels.semihard_triplets(masks[0], masks[1], masks[2][0], d, 0.1, False, False) is None
     assert kernels.all_triplets(masks[0], masks[1], masks[2][0], d, 0.1, False, None) is None
     e = torch.zeros((3, 2), dtype=torch.float64)
-    assert kernels.triplet_block("all", e, e, *masks[:2], masks[2][0], torch.ones(3), "euclidean",
+    assert torch_triplet.triplet_block("all", e, e, *masks[:2], masks[2][0], torch.ones(3), "euclidean",
                                  0.1, False, None) is None
 
 
 def test_scratch_buffers_are_reused_and_bounded():
     """The CPU scratch space hands back views of one buffer per name, grown to
     the largest request only."""
-    scratch = kernels._Scratch()
+    scratch = torch_scratch.Scratch()
     a = scratch.get("x", (4, 8), torch.int64, "cpu")
     b = scratch.get("x", (2, 3), torch.int64, "cpu")
     assert b.data_ptr() == a.data_ptr() and scratch.buffers[("x", torch.int64)].numel() == 32
     scratch.get("x", (8, 8), torch.int64, "cpu")
     assert scratch.buffers[("x", torch.int64)].numel() == 64
-    big = scratch.get("x", (kernels._SCRATCH_ELEMENTS + 1,), torch.int64, "cpu")  # not kept
-    assert big.numel() == kernels._SCRATCH_ELEMENTS + 1 and scratch.buffers[("x", torch.int64)].numel() == 64
+    big = scratch.get("x", (torch_scratch.SCRATCH_ELEMENTS + 1,), torch.int64, "cpu")  # not kept
+    assert big.numel() == torch_scratch.SCRATCH_ELEMENTS + 1 and scratch.buffers[("x", torch.int64)].numel() == 64

@@ -34,6 +34,11 @@ def memory_references(anchors: Any, valid: Tensor) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
+def active() -> bool:
+    """Whether the losses run inside `memory_references`."""
+    return _ACTIVE.get() is not None
+
+
 def anchor_blocks(chunk_size: Optional[int]) -> Optional[list]:
     """The `(start, stop)` blocks of the anchors inside `memory_references`,
     `chunk_size` anchors each when given; None outside it."""

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from keras import ops
 
+from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.metric_learning import references
 from keras_lossplus.losses.metric_learning.distances import resolve_distance
 
@@ -37,14 +38,19 @@ class Rows:
         whole = start == 0 and stop is None
         self.anchors = embeddings if whole else embeddings[start : self.stop]
         row_labels = labels if whole else labels[start : self.stop]
-        rows = ops.arange(start, self.stop)
-        others = ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(batch), 0))
-        self.not_self = references.valid_columns(others)
-        same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
-        self.pos = ops.logical_and(same, self.not_self)
-        self.neg = references.valid_columns(ops.logical_not(same))
-        self.positives = ops.sum(ops.cast(self.pos, "int32"), axis=1)
-        self.valid = ops.logical_and(self.positives > 0, _any(self.neg))
+        masks = None if references.active() else klp_backend.anchor_masks(row_labels, labels, start)
+        if masks is None:
+            rows = ops.arange(start, self.stop)
+            others = ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(batch), 0))
+            self.not_self = references.valid_columns(others)
+            same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
+            self.pos = ops.logical_and(same, self.not_self)
+            self.neg = references.valid_columns(ops.logical_not(same))
+            self.positives = ops.sum(ops.cast(self.pos, "int32"), axis=1)
+            has_negative = _any(self.neg)
+        else:
+            self.not_self, self.pos, self.neg, self.positives, has_negative = masks
+        self.valid = ops.logical_and(self.positives > 0, has_negative)
         weights = ops.cast(self.valid, embeddings.dtype)
         if sample_weight is not None:
             weights = weights * ops.cast(self.row(ops.reshape(sample_weight, (-1,))), embeddings.dtype)
