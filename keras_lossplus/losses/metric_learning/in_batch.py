@@ -57,17 +57,17 @@ def _scores(x: Tensor, y: Tensor, similarity: Any, scale: float) -> Tensor:
     return scale * ops.matmul(x, ops.transpose(y))
 
 
-def _cross_entropy(logits: Tensor, extra: Optional[Tensor], keep: Optional[Tensor]) -> Tensor:
-    """Per row `i`: `-log softmax(row)[i]` over the columns of the square
-    `logits` (and of `extra`, more columns), where `keep` (a mask of the
-    square part; the diagonal always kept) allows."""
+def _cross_entropy(logits: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """Per row `i`: `-log softmax(row)[i]` over the columns of `logits`
+    `(B, N)`, `N >= B`, where `keep` (a mask of the first `B` columns; the
+    diagonal always kept) allows."""
+    target = ops.diagonal(logits)
+    if keep is None:  # every column: no mask (eager torch pays for each masked B x N pass)
+        return ops.logsumexp(logits, axis=1) - target
     rows = ops.arange(ops.shape(logits)[0])
-    diagonal = ops.equal(ops.expand_dims(rows, 1), ops.expand_dims(rows, 0))
-    target = ops.sum(ops.where(diagonal, logits, ops.zeros_like(logits)), axis=1)
-    mask = ops.ones_like(diagonal) if keep is None else ops.logical_or(keep, diagonal)
-    if extra is not None:
-        logits = ops.concatenate([logits, extra], axis=1)
-        mask = ops.concatenate([mask, ops.ones_like(extra, dtype="bool")], axis=1)
+    mask = ops.logical_or(keep, ops.equal(ops.expand_dims(rows, 1), ops.expand_dims(rows, 0)))
+    extra = logits[:, ops.shape(logits)[0]:]
+    mask = ops.concatenate([mask, ops.ones_like(extra, dtype="bool")], axis=1)
     return masked_logsumexp(logits, mask, axis=1) - target
 
 
@@ -135,20 +135,18 @@ def multiple_negatives_ranking_loss(
     """
     labels, y_pred = stacked_inputs(y_true, y_pred, "tuples", labels=mask_same_label)
     weights = anchor_weights(sample_weight, y_pred.dtype)
-    anchors, positives = y_pred[:, 0], y_pred[:, 1]
-    forward = _scores(anchors, positives, similarity, scale)  # (B, B): anchor i x positive j
-    negatives = None
-    if y_pred.shape[1] > 2:
-        # every hard negative of the batch, column by column (sentence-transformers' order)
-        hard = ops.transpose(y_pred[:, 2:], (1, 0, 2))
-        negatives = _scores(anchors, ops.reshape(hard, (-1, y_pred.shape[-1])), similarity, scale)
+    # the candidates: every positive, then every hard negative of the batch column by column
+    # (sentence-transformers' order), scored in one matmul
+    candidates = y_pred[:, 1] if y_pred.shape[1] == 2 else ops.reshape(
+        ops.transpose(y_pred[:, 1:], (1, 0, 2)), (-1, y_pred.shape[-1]))
+    scores = _scores(y_pred[:, 0], candidates, similarity, scale)  # (B, (m - 1) B): anchor i x candidate j
     keep = None
     if mask_same_label:
         keep = ops.not_equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
-    loss = _weighted_mean(_cross_entropy(forward, negatives, keep), weights)
+    loss = _weighted_mean(_cross_entropy(scores, keep), weights)
     if symmetric:
-        backward = _cross_entropy(ops.transpose(forward), None, keep)
-        loss = (loss + _weighted_mean(backward, weights)) / 2.0
+        forward = scores[:, : ops.shape(scores)[0]]  # anchor i x positive j
+        loss = (loss + _weighted_mean(_cross_entropy(ops.transpose(forward), keep), weights)) / 2.0
     return loss
 
 
