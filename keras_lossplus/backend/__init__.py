@@ -121,7 +121,7 @@ def miner_kernel(name: str) -> Optional[Callable]:
 
 
 def anchor_masks(row_labels: Any, labels: Any, start: Any) -> Optional[tuple]:
-    """The backend's own `(not_self, pos, neg, positives, has_negative)` of
+    """The backend's own `(pos, neg, positives, valid)` of
     `keras_lossplus.losses.metric_learning.rows.Rows` for the anchors
     `start, start + 1, ...` (labels `row_labels`) against the whole batch
     (`labels`), outside `memory_references`; `None` where the neutral

@@ -79,12 +79,15 @@ def _groups(c: int, g: int, n: int) -> list:
     return [(s, min(s + size, g)) for s in range(0, g, size)]
 
 
-def _ordered_keys(d: Tensor, nonnegative: bool) -> Tensor:
+def _ordered_keys(d: Tensor, bounded: bool) -> Tensor:
     """int64 keys ordered as `(d, column)`: the float's bits made monotone in
-    the high word, the column in the low one (scratch)."""
-    bits = torch.add(d, 0.0, out=SCRATCH.get("plus_zero", d.shape, d.dtype, d.device)).view(torch.int32)  # -0 -> +0
-    if not nonnegative and bool((d < 0).any()):  # negative floats order backwards as integers
-        bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    the high word, the column in the low one (scratch). `bounded`: `d` holds
+    no -0 and nothing below 0 (see `semihard_choices`)."""
+    bits = d.view(torch.int32)
+    if not bounded:
+        bits = torch.add(d, 0.0, out=SCRATCH.get("plus_zero", d.shape, d.dtype, d.device)).view(torch.int32)  # -0
+        if bool((d < 0).any()):  # negative floats order backwards as integers
+            bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
     keys = SCRATCH.get("keys", d.shape, torch.int64, d.device)
     keys.copy_(bits)
     keys <<= 32
@@ -93,10 +96,11 @@ def _ordered_keys(d: Tensor, nonnegative: bool) -> Tensor:
 
 
 def _hinge_or_softplus(t: Tensor, soft: bool) -> tuple:
+    """`(f(t), f'(t))`, 0 at `t = -inf` (an unused slot)."""
     if soft:
         return F.softplus(t), torch.sigmoid(t)
-    active = (t > 0).to(t.dtype)
-    return t * active, active
+    loss = t.clamp_min_(0.0)
+    return loss, torch.sign(loss)
 
 
 def accumulate(total: Optional[Tensor], term: Tensor) -> Tensor:
@@ -118,87 +122,88 @@ def _miner(fn: Any) -> Any:
 
 
 def semihard_choices(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
-                      nonzero: bool, slots: Optional[tuple], nonnegative: bool) -> tuple:
+                      nonzero: bool, slots: Optional[tuple], bounded: bool) -> tuple:
     """The semi-hard miner slot by slot: `(value, count, columns, negatives,
     slope, d_ap, d_an)`, the last five `(c, g)`: each anchor-positive pair's
     positive and chosen negative column, the slope of its loss (0 on unused
     slots) and the two distances; the pair's coefficients on `d` are
-    `+slope` at the positive, `-slope` at the negative."""
+    `+slope` at the positive, `-slope` at the negative. `bounded`: every
+    `d` lies in `[0, FLT_MAX / 2)` and none is -0 (`torch_triplet`'s
+    distances)."""
     c, n = d.shape
     columns, used, positives = positive_slots(pos, valid) if slots is None else slots
     value = count = None
-    keys = _ordered_keys(d, nonnegative)
+    keys = _ordered_keys(d, bounded)
     not_negative = torch.eq(neg.view(torch.uint8), 0, out=SCRATCH.get("not_negative", d.shape, d.dtype, d.device))
     ranks = SCRATCH.get("ranks", d.shape, d.dtype, d.device)
     bucket = SCRATCH.get("bucket", d.shape, torch.int64, d.device)
-    negatives, slopes, positive_distances, negative_distances = [], [], [], []
-    off_slots = ~used
-    for start, stop in _groups(c, columns.shape[1], n):
-        cols, on = columns[:, start:stop], used[:, start:stop]
+    parts = []
+    groups = _groups(c, columns.shape[1], n)
+    for start, stop in groups:
+        cols, on = (columns, used) if len(groups) == 1 else (columns[:, start:stop], used[:, start:stop])
         size = stop - start
-        d_ap = d.gather(1, cols)
-        thresholds = torch.where(on, d_ap, torch.inf).sort(1).values
-        # each negative's bucket: how many thresholds lie below it; the others in buckets above size
-        torch.sum(greater(d[:, None, :], thresholds[:, :, None], "above"), 1, out=ranks)
+        # the thresholds: each slot's positive distance, -inf on unused slots (never at or above an entry)
+        d_ap = torch.where(on, d.gather(1, cols), -torch.inf)
+        # each negative's bucket: how many thresholds lie at or above it; the others in buckets above size
+        torch.sum(greater(d_ap[:, :, None], d[:, None, :], "above", or_equal=True), 1, out=ranks)
         bucket.copy_(ranks.add_(not_negative, alpha=size + 1))
         least = torch.full((c, 2 * size + 2), _NONE, dtype=torch.int64, device=d.device)
         least.scatter_reduce_(1, bucket, keys, "amin")
-        suffix = least[:, : size + 1].flip(1).cummin(1).values.flip(1)  # min over the buckets >= j
-        rank = torch.searchsorted(thresholds, d_ap)  # the slot's own bucket: thresholds below d_ap (< size)
-        best = suffix.gather(1, rank.clamp_(max=size - 1).add_(1))
+        prefix = least.cummin(1).values  # the closest negative of the buckets 0 .. j
+        # farther than the positive: fewer thresholds at or above it than at or above the positive, whose
+        # bucket (a non-negative's) holds that number plus size + 1
+        best = prefix.gather(1, bucket.gather(1, cols).sub_(size + 2).clamp_min_(0))
         negative = best & 0xFFFFFFFF
-        missing = (best == _NONE) & on  # no negative farther than the positive: the farthest one
+        missing = best == _NONE  # no negative farther than the positive: the farthest one
         if bool(missing.any()):
-            negative = torch.where(missing, _farthest(d, neg, missing.any(1))[:, None], negative)
-        off = off_slots[:, start:stop]
-        negative = negative.masked_fill_(off, 0)
+            farthest = _farthest(d, neg, missing.any(1), not_negative if bounded else None)
+            negative = torch.where(missing, farthest[:, None], negative)
         d_an = d.gather(1, negative)
-        loss, slope = _hinge_or_softplus(d_ap - d_an + margin, soft)
-        loss, slope = loss.masked_fill_(off, 0.0), slope.masked_fill_(off, 0.0)
+        loss, slope = _hinge_or_softplus(torch.sub(d_ap, d_an).add_(margin), soft)  # -inf on unused slots
         value = accumulate(value, loss.sum(1))
         if nonzero:
             count = accumulate(count, (loss > 0).sum(1).to(d.dtype))
-        negatives.append(negative)
-        slopes.append(slope)
-        positive_distances.append(d_ap)
-        negative_distances.append(d_an)
+        parts.append((negative, slope, d_ap, d_an))
     if not nonzero:
         count = positives.to(d.dtype)
-    joined = (parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-              for parts in (negatives, slopes, positive_distances, negative_distances))
+    joined = (items[0] if len(items) == 1 else torch.cat(items, 1) for items in zip(*parts))
     return (value, count, columns, *joined)
 
 
 @_miner
 def semihard_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
-                      nonzero: bool, slots: Optional[tuple] = None, nonnegative: bool = False) -> Optional[tuple]:
+                      nonzero: bool, slots: Optional[tuple] = None) -> Optional[tuple]:
     """The semi-hard miner's `(value, count, coef)` (see
     `keras_lossplus.losses.metric_learning.miners.semihard_triplets`);
-    `slots`: `positive_slots(pos, valid)` if known, `nonnegative`: no `d` is below 0."""
+    `slots`: `positive_slots(pos, valid)` if known."""
     value, count, columns, negatives, slope = semihard_choices(pos, neg, valid, d, margin, soft, nonzero,
-                                                                slots, nonnegative)[:5]
+                                                                slots, False)[:5]
     coef = torch.zeros_like(d)
     coef.scatter_add_(1, columns, slope)
     coef.scatter_add_(1, negatives, -slope)
     return value, count, coef
 
 
-def _farthest(d: Tensor, neg: Tensor, rows: Tensor) -> Tensor:
+def _farthest(d: Tensor, neg: Tensor, rows: Tensor, not_negative: Optional[Tensor] = None) -> Tensor:
     """`(c,)` each anchor's farthest negative (the first column of the
-    largest distance), computed on the `rows` that need it only (0 elsewhere)."""
+    largest distance), computed on the `rows` that need it only (0 elsewhere).
+    `not_negative`: `neg`'s complement as float 0 / 1, when every `d` lies in
+    `[0, FLT_MAX / 2)`: then `d - FLT_MAX * not_negative` keeps the order."""
     index = rows.nonzero(as_tuple=True)[0]
-    picked = torch.where(neg[index], d[index], -torch.finfo(d.dtype).max).max(1).indices
-    return torch.zeros(d.shape[0], dtype=torch.int64, device=d.device).index_copy_(0, index, picked)
+    if not_negative is None:
+        scores = torch.where(neg[index], d[index], -torch.finfo(d.dtype).max)
+    else:
+        scores = torch.add(d[index], not_negative[index], alpha=-torch.finfo(d.dtype).max)
+    return torch.zeros(d.shape[0], dtype=torch.int64, device=d.device).index_copy_(0, index, scores.max(1).indices)
 
 
 @_miner
 def all_triplets(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin: float, soft: bool,
-                 nonzero: Any, slots: Optional[tuple] = None, nonnegative: bool = False,
-                 out: Optional[Tensor] = None) -> Optional[tuple]:
+                 nonzero: Any, slots: Optional[tuple] = None, out: Optional[Tensor] = None) -> Optional[tuple]:
     """The batch-all miner's `(value, count, coef)` (see
     `keras_lossplus.losses.metric_learning.miners.all_triplets`; `nonzero=None`
     counts the triplets with a positive loss for the hinge, all of them for
-    the soft margin; `slots`, `nonnegative` as for `semihard_triplets`;
+    the soft margin; `slots` as for `semihard_triplets`;
     `out`: a tensor shaped like `d` to hold `coef`)."""
     c, n = d.shape
     columns, used = (positive_slots(pos, valid) if slots is None else slots)[:2]

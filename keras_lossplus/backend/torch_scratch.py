@@ -35,13 +35,20 @@ class Scratch(threading.local):
         self.buffers: dict = {}
         self.views: dict = {}
 
-    def arange(self, n: int, device: Any) -> Tensor:
-        """`(1, n)` int64 column indices 0 .. n - 1 (kept)."""
-        key = ("arange", torch.int64, (1, n), device)
+    def _kept(self, key: tuple, make: Any) -> Tensor:
         view = self.views.get(key)
         if view is None:
-            view = self.views[key] = torch.arange(n, device=device, dtype=torch.int64)[None, :]
+            view = self.views[key] = make()
         return view
+
+    def arange(self, n: int, device: Any) -> Tensor:
+        """`(1, n)` int64 column indices 0 .. n - 1 (kept)."""
+        return self._kept(("arange", torch.int64, (1, n), device),
+                          lambda: torch.arange(n, device=device, dtype=torch.int64)[None, :])
+
+    def zero(self, dtype: Any, device: Any) -> Tensor:
+        """A 0-d zero of `dtype` (kept; never written to)."""
+        return self._kept(("zero", dtype, (), device), lambda: torch.zeros((), dtype=dtype, device=device))
 
     def get(self, name: str, shape: tuple, dtype: Any, device: Any) -> Tensor:
         key = (name, dtype, tuple(shape), device)
@@ -64,11 +71,12 @@ class Scratch(threading.local):
 SCRATCH = Scratch()
 
 
-def greater(left: Tensor, right: Any, name: str) -> Tensor:
-    """`left > right` as float32 0 / 1, in scratch space; `right` is a number
-    or a tensor of `left`'s rank, the two broadcast."""
+def greater(left: Tensor, right: Any, name: str, or_equal: bool = False) -> Tensor:
+    """`left > right` (`left >= right` with `or_equal`) as float32 0 / 1, in
+    scratch space; `right` is a number or a tensor of `left`'s rank, the two
+    broadcast."""
     shape = left.shape if isinstance(right, float) else tuple(max(x, y) for x, y in zip(left.shape, right.shape))
-    return torch.gt(left, right, out=SCRATCH.get(name, shape, torch.float32, left.device))
+    return (torch.ge if or_equal else torch.gt)(left, right, out=SCRATCH.get(name, shape, torch.float32, left.device))
 
 
 def as_float(mask: Tensor, name: str, dtype: Any) -> Tensor:

@@ -30,31 +30,33 @@ _CANCELLATION_ULPS = 8.0  # as keras_lossplus.ops.pairwise_distances
 
 
 def anchor_masks(row_labels: Tensor, labels: Tensor, start: Any) -> Optional[tuple]:
-    """`Rows`' masks `(not_self, pos, neg, positives, has_negative)` of the
-    anchors `start, start + 1, ...` against the whole batch (no memory
-    references: each anchor is one of the columns, the only one it is not
-    compared with), in a few torch operations."""
+    """`Rows`' masks `(pos, neg, positives, valid)` of the anchors `start,
+    start + 1, ...` against the whole batch (no memory references: each
+    anchor is one of the columns, the only one it is not compared with), in
+    a few torch operations (the comparison into bytes: into `bool` it is
+    several times slower)."""
     if is_compiling() or not isinstance(start, int):
         return None
-    same = torch.eq(row_labels[:, None], labels[None, :])
-    not_self = torch.ones_like(same)
-    not_self.diagonal(start).fill_(False)
+    shape = (row_labels.shape[0], labels.shape[0])
+    same = torch.eq(row_labels[:, None], labels[None, :],
+                    out=torch.empty(shape, dtype=torch.uint8, device=labels.device)).view(torch.bool)
     pos = same.clone()
     pos.diagonal(start).fill_(False)
-    positives = torch.count_nonzero(pos, dim=1).to(torch.int32)
-    return not_self, pos, same.logical_not(), positives, positives + 1 < labels.shape[0]
+    positives = pos.view(torch.uint8).sum(1, dtype=torch.int32)
+    return pos, same.logical_not_(), positives, (positives > 0) & (positives < shape[1] - 1)
 
 
 def _squares(anchors: Tensor, others: Tensor, metric: str) -> Optional[tuple]:
-    """`(|a|^2 (A, 1), |o|^2 (1, O), finite)` for `_distances` (`None` for
-    cosine); `finite`: no square (nor the sum of two) overflows."""
+    """`(|a|^2 (A, 1), |o|^2 (1, O), bounded)` for `_distances` (`None` for
+    cosine); `bounded`: the squares are small enough that every distance
+    (at most `2 (|a|^2 + |o|^2)`) is finite and below `FLT_MAX / 2`."""
     if metric == "cosine":
         return None
     sq_o = (others * others).sum(1, keepdim=True)
     if anchors is others:
-        return sq_o, sq_o.t(), bool(sq_o.max() < _FLOAT32_MAX / 2)  # False for NaN too
+        return sq_o, sq_o.t(), float(sq_o.max()) < _FLOAT32_MAX / 8  # False for NaN too
     sq_a = (anchors * anchors).sum(1, keepdim=True)
-    return sq_a, sq_o.t(), bool(sq_a.max() + sq_o.max() < _FLOAT32_MAX)
+    return sq_a, sq_o.t(), float(sq_a.max()) + float(sq_o.max()) < _FLOAT32_MAX / 4
 
 
 def _distances(anchors: Tensor, others: Tensor, metric: str, squares: Optional[tuple]) -> Tensor:
@@ -67,12 +69,12 @@ def _distances(anchors: Tensor, others: Tensor, metric: str, squares: Optional[t
     d = torch.mm(anchors, others.t(), out=SCRATCH.get("d", shape, anchors.dtype, anchors.device))
     if metric == "cosine":  # the rows are unit vectors already
         return d.neg_().add_(1.0).clamp_min_(0.0)
-    sq_a, sq_o, finite = squares
+    sq_a, sq_o, bounded = squares
     scale = torch.add(sq_a, sq_o, out=SCRATCH.get("scale", shape, anchors.dtype, anchors.device))
-    d.mul_(-2.0).add_(scale)  # the rounding of `scale - 2 a.b`, as the neutral
+    torch.add(scale, d, alpha=-2.0, out=d)  # the rounding of `scale - 2 a.b`, as the neutral
     threshold = scale.mul_(_CANCELLATION_ULPS * _MACHINE_EPS)
-    if finite:  # no NaN in d: a 0 / 1 product zeroes the rest
-        d.mul_(greater(d, threshold, "resolved")).add_(0.0)  # + 0.0: -0 -> +0
+    if bounded:  # no NaN in d: 0 + d * (0 / 1) zeroes the rest (and -0 -> +0)
+        torch.addcmul(SCRATCH.zero(d.dtype, d.device), d, greater(d, threshold, "resolved"), out=d)
     else:  # NaN (overflowed squares) to 0 too, as safe_sqrt
         d.masked_fill_(torch.gt(d, threshold).logical_not_(), 0.0)
     if metric == "euclidean":
@@ -80,14 +82,13 @@ def _distances(anchors: Tensor, others: Tensor, metric: str, squares: Optional[t
     return d
 
 
-def _distance_factor(dist: Tensor, metric: str) -> Tensor:
-    """d(d_ab) / d(e_a) = factor * (e_a - e_b) (euclidean: 1 / d_ab, squared:
-    2; cosine: the coefficient multiplies -u_b), 0 where `d_ab = 0` (the
-    distances' subgradient there)."""
-    positive = dist > 0
-    if metric == "euclidean":
-        return torch.where(positive, dist.reciprocal(), 0.0)
-    return positive.to(dist.dtype) * (2.0 if metric == "squared_euclidean" else 1.0)
+def _weighted_slopes(slope: Tensor, dist: Tensor, metric: str) -> Tensor:
+    """`slope * factor(dist)`, with d(d_ab) / d(e_a) = factor * (e_a - e_b)
+    (euclidean: 1 / d_ab, squared: 2; cosine: the coefficient multiplies
+    -u_b), 0 where `d_ab = 0` (the distances' subgradient there)."""
+    if metric == "euclidean":  # slope / 0 is +-inf or NaN: 0
+        return torch.div(slope, dist).nan_to_num_(0.0, 0.0, 0.0)
+    return slope * (dist > 0).to(dist.dtype) * (2.0 if metric == "squared_euclidean" else 1.0)
 
 
 def _scale_dense(coef: Tensor, d: Tensor, weights: Tensor, metric: str) -> None:
@@ -100,15 +101,12 @@ def _scale_dense(coef: Tensor, d: Tensor, weights: Tensor, metric: str) -> None:
         coef.mul_(2.0)
 
 
-def _add_pairs(w: Tensor, start: int, columns: Tensor, slope: Tensor, dist: Tensor, metric: str,
-               symmetric: bool) -> None:
-    """`w[start + i, columns[i, j]] += slope[i, j] * factor(dist[i, j])` (and
-    the transposed entry when `symmetric`)."""
-    rows = torch.arange(start, start + columns.shape[0], device=w.device)[:, None].expand_as(columns)
-    values = slope * _distance_factor(dist, metric)
-    w.index_put_((rows, columns), values, accumulate=True)
+def _add_pairs(w: Tensor, rows: Optional[slice], columns: Tensor, values: Tensor, symmetric: bool) -> None:
+    """`w[rows][i, columns[i, j]] += values[i, j]` (and the transposed entry
+    when `symmetric`); `rows=None`: all of `w`'s rows."""
+    (w if rows is None else w[rows]).scatter_add_(1, columns, values)
     if symmetric:
-        w.index_put_((columns, rows), values, accumulate=True)
+        (w if rows is None else w[:, rows]).scatter_add_(0, columns.t(), values.t())
 
 
 class _TripletBlock(torch.autograd.Function):
@@ -123,29 +121,32 @@ class _TripletBlock(torch.autograd.Function):
         o = a if anchors is others else others.detach()
         symmetric = kind == "semihard" and anchors is others
         squares = _squares(a, o, metric)
+        bounded = squares is None or squares[2]
         value = count = None
         shape = (a.shape[0], o.shape[0])  # `w`: kept for the backward pass
         w = torch.zeros(shape, dtype=a.dtype, device=a.device) if kind == "semihard" else \
             torch.empty(shape, dtype=a.dtype, device=a.device)
-        columns, used, positives = positive_slots(pos, valid)
+        slots = positive_slots(pos, valid)
         rows = max(1, _BLOCK_ELEMENTS // max(o.shape[0], 1))
         for s in range(0, a.shape[0], rows):
-            b = slice(s, s + rows)
-            d = _distances(a[b], o, metric, squares and (squares[0][b],) + squares[1:])
-            slots = (columns[b], used[b], positives[b])
+            b = None if rows >= a.shape[0] else slice(s, s + rows)  # None: the whole batch, not sliced
+            part = (lambda x: x) if b is None else (lambda x: x[b])
+            d = _distances(part(a), o, metric, squares and (part(squares[0]),) + squares[1:])
+            block = (part(pos), part(neg), part(valid), d, margin, soft, nonzero, tuple(map(part, slots)))
+            weight = part(weights)
             if kind == "semihard":
-                v, n, cols, negatives, slope, d_ap, d_an = semihard_choices(
-                    pos[b], neg[b], valid[b], d, margin, soft, nonzero, slots, True)
-                slope = slope * weights[b, None]
-                _add_pairs(w, s, torch.cat([cols, negatives], 1), torch.cat([slope, -slope], 1),
-                           torch.cat([d_ap, d_an], 1), metric, symmetric)
+                v, n, cols, negatives, slope, d_ap, d_an = semihard_choices(*block, bounded)
+                slope = torch.cat([slope, slope.neg()], 1).mul_(weight[:, None])
+                _add_pairs(w, b, torch.cat([cols, negatives], 1),
+                           _weighted_slopes(slope, torch.cat([d_ap, d_an], 1), metric), symmetric)
             else:
-                v, n, coef = all_triplets(pos[b], neg[b], valid[b], d, margin, soft, nonzero, slots, True, w[b])
-                _scale_dense(coef, d, weights[b], metric)
-            value = accumulate(value, torch.dot(weights[b], v))
-            count = accumulate(count, torch.dot(weights[b], n))
+                v, n, coef = all_triplets(*block, part(w))
+                _scale_dense(coef, d, weight, metric)
+            value = accumulate(value, torch.dot(weight, v))
+            count = accumulate(count, torch.dot(weight, n))
         ctx.metric, ctx.symmetric = metric, symmetric
         ctx.save_for_backward(w, anchors, others)
+        ctx.mark_non_differentiable(count)  # a count: no gradient pass through the reducer's division by it
         return value, count
 
     @staticmethod

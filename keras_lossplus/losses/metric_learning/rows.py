@@ -39,22 +39,32 @@ class Rows:
         self.anchors = embeddings if whole else embeddings[start : self.stop]
         row_labels = labels if whole else labels[start : self.stop]
         masks = None if references.active() else klp_backend.anchor_masks(row_labels, labels, start)
+        self._not_self = None
         if masks is None:
-            rows = ops.arange(start, self.stop)
-            others = ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(batch), 0))
-            self.not_self = references.valid_columns(others)
+            self._not_self = references.valid_columns(self._others())
             same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
-            self.pos = ops.logical_and(same, self.not_self)
+            self.pos = ops.logical_and(same, self._not_self)
             self.neg = references.valid_columns(ops.logical_not(same))
             self.positives = ops.sum(ops.cast(self.pos, "int32"), axis=1)
-            has_negative = _any(self.neg)
+            self.valid = ops.logical_and(self.positives > 0, _any(self.neg))
         else:
-            self.not_self, self.pos, self.neg, self.positives, has_negative = masks
-        self.valid = ops.logical_and(self.positives > 0, has_negative)
+            self.pos, self.neg, self.positives, self.valid = masks
         weights = ops.cast(self.valid, embeddings.dtype)
         if sample_weight is not None:
             weights = weights * ops.cast(self.row(ops.reshape(sample_weight, (-1,))), embeddings.dtype)
         self.weights = weights
+
+    @property
+    def not_self(self) -> Tensor:
+        """`(c, B)` every sample but the anchor (built on first use where the
+        backend gave the other masks)."""
+        if self._not_self is None:
+            self._not_self = self._others()
+        return self._not_self
+
+    def _others(self) -> Tensor:
+        rows = ops.arange(self.start, self.stop)
+        return ops.not_equal(ops.expand_dims(rows, 1), ops.expand_dims(ops.arange(ops.shape(self.embeddings)[0]), 0))
 
     def row(self, values: Tensor) -> Tensor:
         """The block's slice of a per-sample `(B, ...)` tensor."""
