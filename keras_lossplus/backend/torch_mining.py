@@ -12,13 +12,15 @@ kernels give the same `(value, count, coef)` from a few passes in all:
 * a comparison of the `(c, B)` distances with the `(c, g)` thresholds (each
   anchor's positive distances) is one broadcast `(c, g, B)` tensor of 0 / 1,
   summed over the slots into a per-entry rank: how many of the anchor's
-  thresholds lie below it (the slots go in groups when `c * g * B` is large);
-* semi-hard: each negative falls in the bucket of its rank; one
-  `scatter_reduce("amin")` of a key that packs the distance's bits with the
-  column gives every bucket's closest negative and its first column at once,
-  and a suffix minimum over the buckets gives, for each positive, the closest
-  negative farther than it (tensorflow-addons' rule, ties to the first
-  column, as the neutral miner);
+  thresholds lie at or above it (the slots go in groups when `c * g * B` is
+  large);
+* semi-hard: each entry falls in the bucket of its rank; one
+  `scatter_reduce("amin")` of an int64 key (the distance as float64, whose
+  29 low bits are free for the column; the non-negatives' keys lifted by
+  2^1000 above every negative's) gives every bucket's closest negative and
+  its first column at once, and a prefix minimum over the buckets gives,
+  for each positive, the closest negative farther than it (tensorflow-addons'
+  rule, ties to the first column, as the neutral miner);
 * batch-all (hinge): the comparison counts are the coefficients themselves.
 
 Masks and comparisons in the large passes are float32 0 / 1 tensors, never
@@ -48,10 +50,15 @@ Tensor = Any
 _GROUP_ELEMENTS = 1 << 21
 """The largest `(rows, g, B)` comparison built at once (8 MiB of float32)."""
 _NONE = torch.iinfo(torch.int64).max
+_COLUMNS = (1 << 29) - 1
+"""The keys' column bits: a float32 value as a float64 leaves the 29 low bits of its mantissa 0."""
+_LIFT = 2.0**1000
+"""Added to the non-negatives' keys (as float64): above every float32 distance."""
+_LIFTED = int(torch.tensor(_LIFT, dtype=torch.float64).view(torch.int64))
 
 
 def applies(d: Tensor) -> bool:
-    return d.dtype == torch.float32 and not is_compiling()
+    return d.dtype == torch.float32 and d.shape[-1] <= _COLUMNS + 1 and not is_compiling()
 
 
 def positive_slots(pos: Tensor, valid: Tensor) -> tuple:
@@ -79,18 +86,16 @@ def _groups(c: int, g: int, n: int) -> list:
     return [(s, min(s + size, g)) for s in range(0, g, size)]
 
 
-def _ordered_keys(d: Tensor, bounded: bool) -> Tensor:
-    """int64 keys ordered as `(d, column)`: the float's bits made monotone in
-    the high word, the column in the low one (scratch). `bounded`: `d` holds
-    no -0 and nothing below 0 (see `semihard_choices`)."""
-    bits = d.view(torch.int32)
-    if not bounded:
-        bits = torch.add(d, 0.0, out=SCRATCH.get("plus_zero", d.shape, d.dtype, d.device)).view(torch.int32)  # -0
-        if bool((d < 0).any()):  # negative floats order backwards as integers
-            bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+def _ordered_keys(d: Tensor, not_negative: Tensor, bounded: bool) -> Tensor:
+    """int64 keys ordered as `(d, column)` on the negatives, every
+    non-negative's at or above `_LIFTED` (scratch): `d` as float64 (its low
+    29 bits 0) plus `_LIFT` on the non-negatives (which also turns -0 into
+    +0), as integers (made monotone when some `d` is below 0; `bounded`: none
+    is), the column in the low bits."""
     keys = SCRATCH.get("keys", d.shape, torch.int64, d.device)
-    keys.copy_(bits)
-    keys <<= 32
+    keys.view(torch.float64).copy_(d).add_(not_negative, alpha=_LIFT)
+    if not bounded and bool((d < 0).any()):  # negative floats order backwards as integers
+        keys ^= (keys >> 63) & (torch.iinfo(torch.int64).max ^ _COLUMNS)
     keys |= SCRATCH.arange(d.shape[1], d.device)
     return keys
 
@@ -128,13 +133,12 @@ def semihard_choices(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin:
     positive and chosen negative column, the slope of its loss (0 on unused
     slots) and the two distances; the pair's coefficients on `d` are
     `+slope` at the positive, `-slope` at the negative. `bounded`: every
-    `d` lies in `[0, FLT_MAX / 2)` and none is -0 (`torch_triplet`'s
-    distances)."""
+    `d` lies in `[0, FLT_MAX / 2)` (`torch_triplet`'s distances)."""
     c, n = d.shape
     columns, used, positives = positive_slots(pos, valid) if slots is None else slots
     value = count = None
-    keys = _ordered_keys(d, bounded)
     not_negative = torch.eq(neg.view(torch.uint8), 0, out=SCRATCH.get("not_negative", d.shape, d.dtype, d.device))
+    keys = _ordered_keys(d, not_negative, bounded)
     ranks = SCRATCH.get("ranks", d.shape, d.dtype, d.device)
     bucket = SCRATCH.get("bucket", d.shape, torch.int64, d.device)
     parts = []
@@ -144,17 +148,16 @@ def semihard_choices(pos: Tensor, neg: Tensor, valid: Tensor, d: Tensor, margin:
         size = stop - start
         # the thresholds: each slot's positive distance, -inf on unused slots (never at or above an entry)
         d_ap = torch.where(on, d.gather(1, cols), -torch.inf)
-        # each negative's bucket: how many thresholds lie at or above it; the others in buckets above size
+        # each entry's bucket: how many thresholds lie at or above it
         torch.sum(greater(d_ap[:, :, None], d[:, None, :], "above", or_equal=True), 1, out=ranks)
-        bucket.copy_(ranks.add_(not_negative, alpha=size + 1))
-        least = torch.full((c, 2 * size + 2), _NONE, dtype=torch.int64, device=d.device)
+        bucket.copy_(ranks)
+        least = torch.full((c, size + 1), _NONE, dtype=torch.int64, device=d.device)
         least.scatter_reduce_(1, bucket, keys, "amin")
         prefix = least.cummin(1).values  # the closest negative of the buckets 0 .. j
-        # farther than the positive: fewer thresholds at or above it than at or above the positive, whose
-        # bucket (a non-negative's) holds that number plus size + 1
-        best = prefix.gather(1, bucket.gather(1, cols).sub_(size + 2).clamp_min_(0))
-        negative = best & 0xFFFFFFFF
-        missing = best == _NONE  # no negative farther than the positive: the farthest one
+        # farther than the positive: fewer thresholds at or above it than at or above the positive
+        best = prefix.gather(1, bucket.gather(1, cols).sub_(1).clamp_min_(0))
+        negative = best & _COLUMNS
+        missing = best >= _LIFTED  # no negative farther than the positive: the farthest one
         if bool(missing.any()):
             farthest = _farthest(d, neg, missing.any(1), not_negative if bounded else None)
             negative = torch.where(missing, farthest[:, None], negative)

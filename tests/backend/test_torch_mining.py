@@ -102,6 +102,26 @@ def test_miner_kernel_matches_the_neutral_miner(rng, kind, mining, soft, nonzero
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=f"{name}, blocks of {size}")
 
 
+@pytest.mark.parametrize("kind", ["pk", "duplicates", "large_classes"])
+@pytest.mark.parametrize("mining, soft, nonzero", MINER_CASES[:2] + MINER_CASES[4:5])
+def test_miner_kernel_matches_the_neutral_miner_below_zero(rng, kind, mining, soft, nonzero, neutral_only):
+    """A distance (a custom one, say) below 0 in places, with +0 and -0
+    entries and exact ties: the kernels order the negative floats, -0 as +0,
+    and break ties to the first column, as the neutral miner."""
+    labels, x = batch(kind, rng)
+    rows = Rows(_tensor(x), _tensor(labels))
+    d = to_numpy(rows.distances("euclidean"))
+    d = np.round(d - np.median(d), 1).astype("float32")  # below 0 in half the entries, many exact ties
+    d[::3, ::4] = -0.0
+    d[1::3, ::5] = 0.0
+    reference, kernel = MINERS[mining]
+    expected = [to_numpy(t) for t in reference(rows, rows.row(_tensor(labels)), _tensor(d), 0.3, soft, nonzero)]
+    masks = [torch.from_numpy(to_numpy(m)) for m in (rows.pos, rows.neg, rows.valid)]
+    got = [t.numpy() for t in kernel(*masks, torch.from_numpy(d), 0.3, soft, nonzero)]
+    for name, e, g in zip(("value", "count", "coef"), expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def _tensor(x):
     import keras
 
