@@ -22,8 +22,7 @@ import warnings
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import torch  # noqa: E402
-
+from harness import to_backend, value_and_grad_step  # noqa: E402
 from metric_cases import ours_loss, pk_batch  # noqa: E402
 
 
@@ -34,31 +33,27 @@ def main() -> None:
     parser.add_argument("--mode", default="default", help="torch.compile mode")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # dynamo's notes on Keras' lru_cache-wrapped dtype helpers
+    import torch
 
     labels, embeddings = pk_batch(args.batch_size)
+    y, e = to_backend(labels), to_backend(embeddings)
     loss = ours_loss("semihard")
-    y = torch.from_numpy(labels)
-    e = torch.from_numpy(embeddings).requires_grad_(True)
-    compiled = torch.compile(lambda y_true, y_pred: loss(y_true, y_pred), mode=args.mode, dynamic=False)
-
-    def step(fn):
-        value = fn(y, e)
-        (grad,) = torch.autograd.grad(value, e)
-        return value.detach(), grad
+    compiled = torch.compile(loss, mode=args.mode, dynamic=False)
 
     start = time.perf_counter()
-    value_c, grad_c = step(compiled)
+    steps = {"torch.compile": value_and_grad_step(compiled, y, e, warmup=1)}  # compiles
     first = time.perf_counter() - start
-    value_e, grad_e = step(loss)
+    steps["eager kernels"] = value_and_grad_step(loss, y, e, warmup=1)
+    (value_c, grad_c), (value_e, grad_e) = steps["torch.compile"](), steps["eager kernels"]()
     print(f"B={args.batch_size}: first compiled call {first:.1f} s; |value diff| "
           f"{abs(float(value_c - value_e)):.2e}, max |grad diff| {float((grad_c - grad_e).abs().max()):.2e}")
-    for name, fn in (("eager kernels", loss), ("torch.compile", compiled)):
+    for name in ("eager kernels", "torch.compile"):
         for _ in range(10):
-            step(fn)
+            steps[name]()
         times = []
         for _ in range(args.rounds):
             start = time.perf_counter()
-            step(fn)
+            steps[name]()
             times.append(time.perf_counter() - start)
         print(f"  {name:14s} median {statistics.median(times) * 1e3:.2f} ms")
 
