@@ -16,4 +16,9 @@ case "$1" in
   *all*|*torch*|*test*|*bench*) "$PY" -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}" ;;
 esac
 "$PY" -m pip install -q --disable-pip-version-check -e ".[$1]"
+case "$1" in
+  # a test peer whose package __init__ needs torchvision (see tests/peers.py):
+  # its dependencies other than torch are not needed by the losses it tests
+  *test*) "$PY" -m pip install -q --disable-pip-version-check --no-deps "segmentation_models_pytorch==0.6.*" ;;
+esac
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
