@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any, Callable, Optional
 
 import keras
@@ -40,7 +41,7 @@ _POWERS = {2: "squares (or products)", 4: "fourth powers"}
 ROOM = 1e12  # the number of terms a sum of the largest accepted inputs' powers may have
 
 
-def squares_bound(dtype: Any = "float32", power: int = 2) -> float:
+def squares_bound(dtype: Any = "float32", power: float = 2) -> float:
     """The largest input magnitude a loss computing in `dtype` accepts when
     its value grows as the input to the `power` (2 for squares, 4 for a
     penalty on squared covariances): `(largest / 1e12) ** (1 / power)`,
@@ -53,33 +54,44 @@ def squares_bound(dtype: Any = "float32", power: int = 2) -> float:
     return (largest_finite(compute_dtype(dtype)) / ROOM) ** (1.0 / power)
 
 
-def check_magnitude(x: Any, name: str, owner: str = "", hint: str = "", power: int = 2) -> None:
+def check_magnitude(x: Any, name: str, owner: str = "", hint: str = "", power: float = 2,
+                    bound: Optional[float] = None) -> None:
     """Raise `ValueError` naming `name` when concrete `x` holds a value
-    beyond `squares_bound` (or a non-finite one); nothing for a traced `x`.
-    `hint` ends the message: what to do about it."""
+    beyond `bound` (default `squares_bound(dtype, power)`: a loss whose own
+    growth is known passes its own) or a non-finite one; nothing for a
+    traced `x`. `hint` ends the message: what to do about it."""
     if not isinstance(x, (np.ndarray, list, tuple, float, int)) and not klp_backend.is_concrete(x):
         return
     values = np.asarray(ops.convert_to_numpy(x) if not isinstance(x, (list, tuple, float, int)) else x)
     if values.size == 0 or not np.issubdtype(values.dtype, np.floating):
         return
-    bound = squares_bound(values.dtype, power)
-    biggest = float(np.max(np.abs(values)))
-    if not biggest <= bound:  # also NaN
+    dtype = compute_dtype(values.dtype)
+    if np.any(np.isnan(values)):
         raise ValueError(
-            f"{owner}`{name}` holds values of magnitude up to {biggest:.3g}; this loss takes their "
-            f"{_POWERS.get(power, f'powers of {power}')}, which overflow {compute_dtype(values.dtype)} beyond "
+            f"{owner}`{name}` holds NaN values ({int(np.sum(np.isnan(values)))} of {values.size}); the loss of a "
+            "NaN is undefined. Find where the NaN comes from upstream (a missing value in the data, a "
+            "diverged layer). (Under jit a NaN is not refused: the loss and its gradient are NaN.)"
+        )
+    bound = squares_bound(values.dtype, power) if bound is None else bound
+    biggest = float(np.max(np.abs(values)))
+    if not biggest <= bound:
+        held = "infinite values" if math.isinf(biggest) else f"values of magnitude up to {biggest:.3g}"
+        raise ValueError(
+            f"{owner}`{name}` holds {held}; this loss takes their "
+            f"{_POWERS.get(power, f'powers of {power:g}')}, which overflow {dtype} beyond "
             f"{bound:.3g}. {hint or f'Rescale `{name}`.'} "
             "(Under jit such values are clipped to the bound, with the gradient passed through.)"
         )
 
 
-def clip_magnitude(x: Tensor, power: int = 2) -> Tensor:
-    """`x` clipped to `+-squares_bound` in value, with the gradient of `x`
-    itself (1 everywhere, also beyond the bound)."""
+def clip_magnitude(x: Tensor, power: float = 2, bound: Optional[float] = None) -> Tensor:
+    """`x` clipped to `+-bound` (default `squares_bound(dtype, power)`) in
+    value, with the gradient of `x` itself (1 everywhere, also beyond the
+    bound)."""
     x = ops.convert_to_tensor(x)
     if not keras.backend.is_float_dtype(x.dtype):
         return x  # refused later by the loss's own input check
-    bound = squares_bound(x.dtype, power)
+    bound = squares_bound(x.dtype, power) if bound is None else bound
     beyond = ops.abs(x) > bound
     passed = ops.stop_gradient(ops.clip(x, -bound, bound)) + (x - ops.stop_gradient(x))
     return ops.where(beyond, passed, x)

@@ -14,7 +14,9 @@ import keras  # noqa: F401  (the docstring examples use it)
 from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
+from keras_lossplus.losses.magnitude import ROOM, check_magnitude, clip_magnitude
 from keras_lossplus.losses.options import Options, check_number, number, number_or_list
+from keras_lossplus.ops import compute_dtype, largest_finite
 
 Tensor = Any
 Quantiles = Union[float, Sequence[float]]
@@ -31,13 +33,15 @@ __all__ = [
 ]
 
 
-@Options(quantiles=number_or_list(low=0.0, high=1.0, low_open=True, high_open=True))
+@Options(quantiles=number_or_list(low=0.0, high=1.0))
 def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> Tensor:
     r"""Pinball (quantile) loss, averaged over the last axis.
 
     $$\rho_\tau(u) = \max(\tau u, (\tau - 1) u), \quad u = y - \hat y$$
 
-    With one quantile this is tensorflow-addons' `pinball_loss(tau=...)`.
+    With one quantile this is tensorflow-addons' `pinball_loss(tau=...)`,
+    whose `tau` is also in `[0, 1]`: `tau = 0` is `max(-u, 0)` (the loss of
+    the lowest value) and `tau = 1` is `max(u, 0)`.
     With a list of `Q` quantiles, the last axis of `y_pred` holds one column
     per quantile (in the given order) and `y_true` has one column (or none)
     that is compared with every column: the loss is the mean over the
@@ -46,7 +50,7 @@ def pinball_loss(y_true: Tensor, y_pred: Tensor, quantiles: Quantiles = 0.5) -> 
     Args:
         y_true: Targets; for a list of quantiles, shape `(..., 1)` or `(...)`.
         y_pred: Predictions; for a list of quantiles, shape `(..., Q)`.
-        quantiles: One quantile or a list, each in `(0, 1)`.
+        quantiles: One quantile or a list, each in `[0, 1]`.
 
     Returns:
         The loss per sample, `y_pred.shape[:-1]`.
@@ -90,7 +94,7 @@ class PinballLoss(LossPlus):
     with three outputs to predict the 10%, 50% and 90% quantiles.
 
     Args:
-        quantiles: One quantile or a list, each in `(0, 1)`.
+        quantiles: One quantile or a list, each in `[0, 1]`.
         reduction, name, dtype: As for every `keras.losses.Loss`.
 
     Reference:
@@ -140,9 +144,11 @@ def charbonnier_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1e-3) -> T
         [4.5]
     """
     y_true, y_pred = prepare_inputs(y_true, y_pred)
-    # sqrt(r^2 + eps^2) as m * sqrt((r/m)^2 + (eps/m)^2), m = max(|r|, eps): no overflow at |r| = 1e30
+    # sqrt(r^2 + eps^2) as m * sqrt((r/m)^2 + (eps/m)^2), m = max(|r|, eps): no overflow at |r| = 1e30.
+    # The value does not depend on m, so m is a constant for the gradient: differentiated, its terms
+    # cancel only in exact arithmetic (XLA's simplifications doubled the gradient at |r| = 1e30).
     r = ops.abs(y_true - y_pred)
-    m = ops.maximum(r, epsilon)
+    m = ops.stop_gradient(ops.maximum(r, epsilon))
     return ops.mean(m * ops.sqrt(ops.square(r / m) + ops.square(epsilon / m)), axis=-1)
 
 
@@ -276,7 +282,18 @@ def general_adaptive_loss(
     `alpha = -2` Geman-McClure. The general case is evaluated as
     `|a - 2| / a * expm1(a / 2 * log1p(x^2 / |a - 2|))`, which stays accurate
     for `alpha` close to 0 and 2; the limits are used exactly at 0, 2 and
-    -inf. No value of `alpha` gives NaN.
+    -inf. No value of `alpha` gives NaN; for `alpha <= 1` (growth at most
+    linear: pseudo-Huber, Cauchy, Geman-McClure, Welsch) value and gradient
+    stay finite at residuals of `1e30` (the Cauchy loss is `137.5` there).
+
+    For `alpha > 1` the loss grows as `|x|^alpha`, which overflows float32
+    for large residuals (`0.5 x^2` is `5e59` at `x = 1e30`): as the losses
+    on squares do (`keras_lossplus.losses.magnitude`), a residual
+    `y_true - y_pred` where the loss passes `3e38 / 1e12` (float32's
+    largest over room for sums of `1e12` terms; `x = 2.4e13` for
+    `alpha = 2`, `7e6` for `alpha = 4`, times `scale`) is refused eagerly
+    with a `ValueError`, and under compilation clipped to that bound for the
+    value, with its gradient passed through.
 
     Args:
         y_true: Targets.
@@ -296,17 +313,36 @@ def general_adaptive_loss(
         [1.25]
     """
     y_true, y_pred = prepare_inputs(y_true, y_pred)
-    sq = ops.square((y_true - y_pred) / scale)
+    residual = y_true - y_pred
+    if alpha > 1.0:
+        bound = _residual_bound(alpha, scale, residual.dtype)
+        check_magnitude(residual, "y_true - y_pred", "general_adaptive_loss: ", _GROWTH_HINT, alpha, bound)
+        residual = clip_magnitude(residual, alpha, bound)
     if alpha == 2.0:
-        loss = 0.5 * sq
+        loss = 0.5 * ops.square(residual / scale)
     elif alpha == 0.0:
-        loss = ops.log1p(0.5 * sq)
+        loss = _log1p_square_over(residual, scale, 2.0)
     elif alpha == -math.inf:
-        loss = -ops.expm1(-0.5 * sq)
+        loss = -ops.expm1(-0.5 * ops.square(residual / scale))
     else:
         b = abs(alpha - 2.0)
-        loss = (b / alpha) * ops.expm1((alpha / 2.0) * _log1p_square_over(y_true - y_pred, scale, b))
+        loss = (b / alpha) * ops.expm1((alpha / 2.0) * _log1p_square_over(residual, scale, b))
     return ops.mean(loss, axis=-1)
+
+
+_GROWTH_HINT = "Rescale the targets and predictions, or raise `scale` (the loss is on (y - y_hat) / scale)."
+
+
+def _residual_bound(alpha: float, scale: float, dtype: Any) -> float:
+    """The residual at which Barron's loss (`alpha > 1`) reaches
+    `largest / 1e12` (room for sums of `1e12` terms, as
+    `keras_lossplus.losses.magnitude.squares_bound`): the inverse of
+    `rho(x) = b / alpha ((x^2 / b + 1)^(alpha / 2) - 1)`, times `scale`."""
+    value = largest_finite(compute_dtype(dtype)) / ROOM
+    b = abs(alpha - 2.0)
+    if b == 0.0:
+        return scale * math.sqrt(2.0 * value)
+    return scale * math.sqrt(b * ((1.0 + alpha * value / b) ** (2.0 / alpha) - 1.0))
 
 
 def _log1p_square_over(residual: Tensor, scale: float, b: float) -> Tensor:

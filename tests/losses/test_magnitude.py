@@ -22,12 +22,29 @@ def test_bound_leaves_room_for_sums_of_1e12_powers():
     assert squares_bound("float64") > 1e147
 
 
-@pytest.mark.parametrize("bad", [[1.0, 1e30], [np.nan], [-np.inf, 0.0]])
-def test_check_refuses_huge_or_non_finite_values_naming_the_argument(bad):
-    with pytest.raises(ValueError, match=r"my_loss: `y_pred` holds values of magnitude .* Do this\."):
+@pytest.mark.parametrize("bad,held", [
+    ([1.0, 1e30], r"values of magnitude up to 1e\+30; this loss takes their squares"),
+    ([-np.inf, 0.0], "infinite values; this loss takes their squares"),
+])
+def test_check_refuses_huge_or_infinite_values_naming_the_argument(bad, held):
+    with pytest.raises(ValueError, match=rf"my_loss: `y_pred` holds {held} .* Do this\."):
         check_magnitude(as_tensor(bad), "y_pred", "my_loss: ", "Do this.")
     with pytest.raises(ValueError, match="`y_true`"):
         check_magnitude(np.asarray(bad, "float32"), "y_true")
+
+
+def test_check_names_nan_as_nan():
+    # issue 29: the message said "magnitude up to nan"
+    with pytest.raises(ValueError, match=r"my_loss: `y_pred` holds NaN values \(1 of 3\)") as error:
+        check_magnitude(as_tensor([1.0, np.nan, 1e30]), "y_pred", "my_loss: ", "Rescale.")
+    assert "magnitude" not in str(error.value) and "Rescale." not in str(error.value)
+
+
+def test_check_and_clip_take_a_loss_own_bound():
+    check_magnitude(as_tensor([5.0, -5.0]), "y_pred", bound=5.0)
+    with pytest.raises(ValueError, match=r"powers of 1.5, which overflow float32 beyond 5"):
+        check_magnitude(as_tensor([5.5]), "y_pred", power=1.5, bound=5.0)
+    np.testing.assert_array_equal(to_numpy(clip_magnitude(as_tensor([7.0, -1.0, -9.0]), bound=5.0)), [5.0, -1.0, -5.0])
 
 
 def test_check_passes_values_within_the_bound_and_integers():

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from keras_lossplus import losses as L
-from tests.backend_utils import to_numpy, value_and_grad
+from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, value_and_grad
 from tests.contract import LossCase, contract_suite
+from tests.edge_grid import as_tensor, compiled_value_and_grad
 from tests.losses import references as R
+from tests.losses.finite_differences import check_against_float64
 
 
 def ref_pinball(y, p, quantiles=0.5):
@@ -83,13 +85,13 @@ CASES = [
     LossCase(
         id="pinball_median", cls=L.PinballLoss, fn=L.pinball_loss, kwargs={},
         reference=_ref(ref_pinball), make_inputs=R.regression(), edge_inputs=_edges,
-        bad_args=[({"quantiles": 0.0}, "quantiles"), ({"quantiles": 1.5}, "quantiles")],
+        bad_args=[({"quantiles": -0.1}, "quantiles"), ({"quantiles": 1.5}, "quantiles")],
     ),
     LossCase(
         id="pinball_three_quantiles", cls=L.PinballLoss, fn=L.pinball_loss, kwargs={"quantiles": [0.1, 0.5, 0.9]},
         reference=_ref(ref_pinball, quantiles=[0.1, 0.5, 0.9]), make_inputs=quantile_inputs([0.1, 0.5, 0.9]),
         edge_inputs=_quantile_edges,
-        bad_args=[({"quantiles": [0.1, 1.0, 0.5]}, "quantiles"), ({"quantiles": [0.1, 0.9]}, "quantile"),
+        bad_args=[({"quantiles": [0.1, 1.01, 0.5]}, "quantiles"), ({"quantiles": [0.1, 0.9]}, "quantile"),
                   ({"quantiles": []}, "quantiles")],
     ),
     LossCase(
@@ -174,3 +176,90 @@ def test_tukey_ignores_outliers_in_the_gradient():
     p = np.array([[1.0, 50.0]], "float32")
     _, grad = value_and_grad(lambda x: L.TukeyBiweightLoss(c=4.685)(y, x), p)
     assert grad[0, 1] == 0.0 and grad[0, 0] != 0.0
+
+
+# ------------------------------------------------------------------ tensorflow-addons' published values
+
+# tensorflow_addons/losses/tests/quantiles_test.py (TFA 0.23): y_true [1, 9, 2, -5, -2, 6] and y_pred
+# [4, 8, 12, 8, 1, 3], shape (2, 3), PinballLoss(tau)(y_true, y_pred) with the default reduction
+TFA_Y, TFA_P = np.array([[1, 9, 2], [-5, -2, 6]], "float32"), np.array([[4, 8, 12], [8, 1, 3]], "float32")
+TFA_PINBALL = {0.0: 4.8333, 0.1: 4.4166, 0.5: 2.75, 0.9: 1.0833, 1.0: 0.6666}
+
+
+@pytest.mark.parametrize("tau", list(TFA_PINBALL))
+def test_pinball_equals_tfa_published_values_including_tau_0_and_1(tau):
+    np.testing.assert_allclose(float(to_numpy(L.PinballLoss(quantiles=tau)(TFA_Y, TFA_P))), TFA_PINBALL[tau], atol=1e-4)
+    np.testing.assert_allclose(to_numpy(L.pinball_loss(TFA_Y, TFA_P, quantiles=tau)), ref_pinball(TFA_Y, TFA_P, tau), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ float64 values and gradients at the edges
+
+
+def _residual_rows(scale: float = 1.0):
+    """Targets and predictions (B, 3): ties (residual 0, a kink of the pinball
+    loss), zeros, residuals of +-1, +-scale (Charbonnier's epsilon, Tukey's
+    c), +-100 and 1e30, and large inputs with a small residual."""
+    def make(rng):
+        y = np.array([[0.5, -2.0, 3.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, -1.0],
+                      [0.0, 0.0, 0.0], [1e6, -1e6, 0.0], rng.normal(size=3)])
+        p = y + np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, -1.0, 0.5], [scale, -scale, 2 * scale],
+                          [101.0, -100.0, 99.0], [1e30, -1e30, 1e30], [0.25, -0.5, 3.0], rng.normal(size=3) * 2])
+        return y, p
+    return make
+
+
+def _without_huge(rows):
+    """The rows without residuals of 1e30, for the losses whose value there
+    overflows float32 and is refused (Barron's loss with alpha > 1)."""
+    def make(rng):
+        y, p = rows(rng)
+        keep = np.max(np.abs(y - p), axis=-1) < 1e20
+        return y[keep], p[keep]
+    return make
+
+
+def _quantile_rows(rng):
+    y = np.array([[0.0], [0.0], [1.0], [0.0], [2.0]])
+    p = np.array([[0.0, 0.0, 0.0], [1e30, -1e30, 1e30], [1.0, 2.0, 0.0], [100.0, -100.0, 0.0], [1.5, 2.0, 2.5]])
+    return y, p + np.concatenate([np.zeros((4, 3)), rng.normal(size=(1, 3))])
+
+
+FLOAT64_CASES = {
+    # id: (function, reference, options, rows)
+    "pinball_median": (L.pinball_loss, ref_pinball, {}, _residual_rows()),
+    "pinball_0": (L.pinball_loss, ref_pinball, {"quantiles": 0.0}, _residual_rows()),
+    "pinball_1": (L.pinball_loss, ref_pinball, {"quantiles": 1.0}, _residual_rows()),
+    "pinball_0_half_1": (L.pinball_loss, ref_pinball, {"quantiles": [0.0, 0.5, 1.0]}, _quantile_rows),
+    "charbonnier": (L.charbonnier_loss, ref_charbonnier, {"epsilon": 0.01}, _residual_rows(0.01)),
+    "tukey": (L.tukey_biweight_loss, ref_tukey, {"c": 1.5}, _residual_rows(1.5)),
+    **{f"barron_alpha_{a}": (L.general_adaptive_loss, ref_barron, {"alpha": a, "scale": s}, rows)
+       for a, s, rows in ((1.0, 1.0, _residual_rows()), (0.0, 2.0, _residual_rows()), (-2.0, 1.0, _residual_rows()),
+                          (-math.inf, 1.0, _residual_rows()), (0.5, 1.0, _residual_rows()),
+                          (1.5, 1.0, _without_huge(_residual_rows())), (2.0, 0.5, _without_huge(_residual_rows())),
+                          (4.0, 1.0, _without_huge(_residual_rows())))},
+}
+
+
+@pytest.mark.parametrize("case", list(FLOAT64_CASES))
+def test_value_and_gradient_match_float64_at_the_edges(case, rng):
+    fn, reference, options, rows = FLOAT64_CASES[case]
+    check_against_float64(lambda t, p: fn(t, p, **options), lambda t, p: reference(t, p, **options), *rows(rng))
+
+
+def test_barron_cauchy_is_finite_at_residuals_of_1e30():
+    # issue 29: alpha = 0 gave inf where log(0.5 (1e30)^2 + 1) = 137.5 exists
+    value = to_numpy(L.general_adaptive_loss([[0.0]], [[1e30]], alpha=0.0))
+    np.testing.assert_allclose(value, [np.log(0.5e60 + 1.0)], rtol=1e-6)
+    np.testing.assert_allclose(value, [137.46], atol=0.01)
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0, 4.0])
+def test_barron_refuses_residuals_whose_value_overflows(alpha):
+    y, p = np.zeros((2, 2), "float32"), np.array([[1e30, 0.0], [1.0, 2.0]], "float32")
+    with pytest.raises(ValueError, match=r"general_adaptive_loss: `y_true - y_pred` holds values of magnitude up to 1e\+30"):
+        L.GeneralAdaptiveLoss(alpha=alpha)(y, p)
+    # the bound scales with `scale`: the same residual is accepted on a scale of 1e30
+    assert np.isfinite(to_numpy(L.general_adaptive_loss(y, p, alpha=alpha, scale=1e30))).all()
+    if BACKEND in XLA_BACKENDS:  # compiled: clipped to the bound, the gradient passed through, finite
+        value, grad = compiled_value_and_grad(lambda t, x: L.GeneralAdaptiveLoss(alpha=alpha)(t, x))(as_tensor(y), as_tensor(p))
+        assert np.isfinite(to_numpy(value)) and np.all(np.isfinite(to_numpy(grad)))

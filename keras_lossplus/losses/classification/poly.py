@@ -19,10 +19,17 @@ def poly_loss(y_true: Tensor, y_pred: Tensor, epsilon: float = 1.0, from_logits:
     r"""Poly-1 loss (Leng et al., 2022): cross-entropy plus `epsilon` times
     the first polynomial term.
 
-    $$\ell = -\sum_c y_c \log p_c + \epsilon \,\bigl(1 - \sum_c y_c p_c\bigr)$$
+    $$\ell = -\sum_c y_c \log p_c + \epsilon \sum_c y_c\,(1 - p_c)$$
 
-    From logits it equals `optax.losses.poly_loss_cross_entropy(y_pred,
-    y_true, epsilon=epsilon)`.
+    For one-hot `y_true` the second term is the paper's `epsilon (1 - p_t)`;
+    for soft targets it is `epsilon (sum_c y_c - sum_c y_c p_c)`, as optax
+    computes it. From logits it equals
+    `optax.losses.poly_loss_cross_entropy(y_pred, y_true, epsilon=epsilon)`.
+    From probabilities `y_pred` is renormalised and clipped to
+    `[1e-7, 1 - 1e-7]` as in Keras' `categorical_crossentropy`, with the
+    row's sum floored at `1e-7`: a row of exact zeros (Keras: NaN) gives the
+    clipped value `-log(1e-7) + epsilon (1 - 1e-7)` per unit of target, with
+    a zero gradient.
 
     Args:
         y_true: Target distributions (one-hot or soft), shape `(..., C)`.

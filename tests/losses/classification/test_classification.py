@@ -12,46 +12,54 @@ from tests.contract import LossCase, contract_suite
 from tests.losses import references as R
 
 EPS = R.EPS
+HIGH = float(np.float32(1 - EPS))  # the clip's upper bound as float32 computes it (1 - 1.19e-7)
 
 
 # ------------------------------------------------------------------ references
 
 
-def ref_focal(y, x, gamma=2.0, alpha=None, from_logits=False, mode="binary", label_smoothing=0.0):
+def ref_focal(y, x, gamma=2.0, alpha=None, from_logits=False, mode="binary", label_smoothing=0.0, ignore_index=None):
     y = np.asarray(y, "float64")
     x = np.asarray(x, "float64")
     if mode == "multiclass":
-        c = y.shape[-1]
+        c = x.shape[-1]
+        keep = np.ones(x.shape[:-1], bool)
+        if y.ndim == x.ndim - 1:  # class ids
+            keep = y != ignore_index
+            y = np.eye(c)[np.where(keep, y, 0).astype(int)]
         y = y * (1 - label_smoothing) + label_smoothing / c
         if from_logits:
             p = R.softmax(x)
             logp = R.log_softmax(x)
         else:
-            p = np.clip(x / x.sum(-1, keepdims=True), EPS, 1 - EPS)
+            p = np.clip(x / np.maximum(x.sum(-1, keepdims=True), EPS), EPS, HIGH)
             logp = np.log(p)
         a = 1.0 if alpha is None else np.asarray(alpha)
-        return (-y * logp * (1 - p) ** gamma * a).sum(-1)
+        return np.where(keep, (-y * logp * (1 - p) ** gamma * a).sum(-1), 0.0)
+    keep = y != ignore_index
+    y = np.where(keep, y, 0.0)
     y = y * (1 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
         p = R.sigmoid(x)
         bce = -(y * R.log_sigmoid(x) + (1 - y) * R.log_sigmoid(-x))
     else:
         p = x
-        pc = np.clip(p, EPS, 1 - EPS)
+        pc = np.clip(p, EPS, HIGH)
         bce = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
     pt = y * p + (1 - y) * (1 - p)
     loss = (1 - pt) ** gamma * bce
     if alpha is not None:
         a = np.asarray(alpha)
         loss = loss * (y * a + (1 - y) * (1 - a))
-    return loss.mean(-1)
+    return np.where(keep, loss, 0.0).sum(-1) / np.maximum(keep.sum(-1), 1)
 
 
 def ref_poly(y, x, epsilon=1.0, from_logits=True):
     if from_logits:  # the published implementation
         return np.asarray(optax.losses.poly_loss_cross_entropy(np.asarray(x), np.asarray(y), epsilon=epsilon))
-    y = np.asarray(y, "float64")
-    p = np.clip(np.asarray(x, "float64") / np.sum(x, -1, keepdims=True), EPS, 1 - EPS)
+    y, x = np.asarray(y, "float64"), np.asarray(x, "float64")
+    # Keras' renormalisation and clip; the sum floored at EPS (documented: no 0 / 0)
+    p = np.clip(x / np.maximum(np.sum(x, -1, keepdims=True), EPS), EPS, HIGH)
     return -(y * np.log(p)).sum(-1) + epsilon * (y * (1 - p)).sum(-1)
 
 
@@ -279,3 +287,4 @@ def test_f_beta_sequence_outputs_take_per_position_weights(rng):
         got = L.FBetaLoss(average=average)(y, p, sample_weight=w[:, 0])
         expected = ref_f_beta(flat_y, flat_p, average=average, sample_weight=np.repeat(w[:, 0], 5))
         np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-5)
+
