@@ -7,6 +7,8 @@ neutral code."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,8 @@ LOSSES = {
     "jaccard": klp.losses.jaccard_loss,
     "focal_tversky": klp.losses.focal_tversky_loss,
     "generalized_dice": klp.losses.generalized_dice_loss,
+    # the scoring options act on the counts the kernels give
+    "dice_monai_log": functools.partial(klp.losses.dice_loss, convention="monai", log_loss=True, smooth=(0.5, 1.0)),
 }
 LAYOUTS = ["labels", "labels_1", "one_hot", "soft", "binary", "multilabel"]
 

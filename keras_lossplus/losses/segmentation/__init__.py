@@ -18,11 +18,17 @@ segmentation.base`):
   weighs each image's pixels (a `(B, *spatial)` weight or Keras mask weighs
   each pixel). `per_image=True`: one value per image, averaged by Keras'
   `reduction` with `sample_weight` as for any per-sample loss.
-* `smooth`: added to the numerator and denominator of the overlap scores.
+* `smooth`: added to the numerator and denominator of the overlap scores
+  (or a pair `(numerator, denominator)`, MONAI's `smooth_nr`, `smooth_dr`).
 
 As in segmentation_models_pytorch, a class with no target pixel contributes
 0 to the overlap losses (its score is undefined) and the loss is the mean
-over the `C` classes.
+over the `C` classes; `convention="monai"` scores every class, as MONAI.
+The options segmentation_models_pytorch and MONAI users set (`class_weights`,
+`classes`, `include_background`, `log_loss`, `squared`, `soft_labels`,
+`eps`) are described in `keras_lossplus.losses.segmentation.scores`, and
+docs/segmentation.md maps every peer loss to its exact equivalent here
+(segmentation_models_pytorch's `DiceLoss(smooth=s)` is `DiceLoss(smooth=2 * s)`).
 """
 
 from keras_lossplus.losses.segmentation.compound import (
@@ -37,17 +43,19 @@ from keras_lossplus.losses.segmentation.lovasz import (
     LovaszLoss,
     lovasz_loss,
 )
+from keras_lossplus.losses.segmentation.generalized import (
+    GeneralizedDiceLoss,
+    MCCLoss,
+    generalized_dice_loss,
+    mcc_loss,
+)
 from keras_lossplus.losses.segmentation.overlap import (
     DiceLoss,
     FocalTverskyLoss,
-    GeneralizedDiceLoss,
     JaccardLoss,
-    MCCLoss,
     dice_loss,
     focal_tversky_loss,
-    generalized_dice_loss,
     jaccard_loss,
-    mcc_loss,
 )
 
 __all__ = [

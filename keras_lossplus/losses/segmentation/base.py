@@ -26,13 +26,13 @@ from keras_lossplus.losses.base import BatchLoss, LossPlus, prepare_inputs
 from keras_lossplus.losses.classification.terms import sigmoid_terms, softmax_terms
 from keras_lossplus.losses.labels import check_integer_labels
 from keras_lossplus.losses.options import choice, flag, number, optional
+from keras_lossplus.losses.segmentation.scores import EPS, SCORING_ARGS
 from keras_lossplus.ops import safe_pow
 
 Tensor = Any
 
 MODES = ("binary", "multiclass", "multilabel")
 DATA_FORMATS = ("channels_last", "channels_first")
-EPS = 1e-7  # the floor of every overlap denominator (segmentation_models_pytorch's eps)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -123,6 +123,16 @@ def _last(x: Tensor, data_format: str) -> Tensor:
     return ops.moveaxis(x, 1, -1) if data_format == "channels_first" else x
 
 
+def is_label_map(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> bool:
+    """Whether `y_true` is a `"multiclass"` label map (no channel axis, or one
+    channel), from the static shapes."""
+    if mode != "multiclass":
+        return False
+    if len(y_true.shape) != len(y_pred.shape):
+        return True
+    return y_true.shape[-1 if data_format == "channels_last" else 1] == 1
+
+
 def _target_layout(y_true: Tensor, y_pred: Tensor, mode: str, data_format: str) -> tuple:
     """`(raw, y_true, with_channel, labels)`: both channels-last, whether
     `y_true` has a channel axis, and its class labels `(B, *spatial)` (rounded)
@@ -210,13 +220,30 @@ def weighted(x: Tensor, weights: Optional[Tensor]) -> Tensor:
     return x if weights is None else weights * x
 
 
-def soft_counts(target: Tensor, probs: Tensor, weights: Optional[Tensor], axes: tuple) -> tuple:
+def soft_counts(target: Tensor, probs: Tensor, weights: Optional[Tensor], axes: tuple, squared: bool = False,
+                soft_labels: bool = False) -> tuple:
     """Weighted soft true positives, false positives, false negatives and
-    the target's support per class: shape `(B, C)` per image or `(C,)`."""
+    the target's support per class: shape `(B, C)` per image or `(C,)`.
+
+    `squared` (V-Net, MONAI's `squared_pred`): `FP = sum p^2 - TP`,
+    `FN = sum y^2 - TP`, so that `2 TP + FP + FN = sum p^2 + sum y^2`.
+    `soft_labels` (segmentation_models_pytorch's counts, MONAI's
+    `soft_label`): `TP = (sum p + sum y - sum |p - y|) / 2`, which is
+    `sum min(p, y)`, the same as `sum p y` for 0/1 targets."""
     wt = weighted(target, weights)
-    tp = ops.sum(wt * probs, axis=axes)
     support = ops.sum(wt, axis=axes)
+    if squared:
+        tp = ops.sum(wt * probs, axis=axes)
+        predicted, actual = ops.sum(weighted(probs * probs, weights), axis=axes), ops.sum(wt * target, axis=axes)
+        return tp, predicted - tp, actual - tp, support
     predicted = ops.sum(weighted(probs, weights), axis=axes)
+    if soft_labels:
+        # |p - y| with the gradient sign(p - y), 0 at ties on every backend (JAX's `abs` gives 1 there)
+        difference = probs - target
+        difference = difference * ops.stop_gradient(ops.sign(difference))
+        tp = 0.5 * (predicted + support - ops.sum(weighted(difference, weights), axis=axes))
+    else:
+        tp = ops.sum(wt * probs, axis=axes)
     return tp, predicted - tp, support - tp, support
 
 
@@ -224,13 +251,6 @@ def safe_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
     """`numerator / max(denominator, 1e-7)`, as segmentation_models_pytorch
     clamps its overlap denominators."""
     return numerator / ops.maximum(denominator, EPS)
-
-
-def present_mean(per_class: Tensor, support: Tensor) -> Tensor:
-    """Mean over the classes (last axis) of a per-class loss, counting 0 for a
-    class absent from the target (segmentation_models_pytorch's rule: an
-    overlap score is undefined without target pixels)."""
-    return ops.mean(ops.where(support > 0, per_class, ops.zeros_like(per_class)), axis=-1)
 
 
 def weighted_mean(values: Tensor, weights: Optional[Tensor], axes: tuple) -> Tensor:
@@ -265,7 +285,7 @@ def pixel_crossentropy(raw: Tensor, target: Tensor, mode: str, from_logits: bool
 
 
 def run(core: Callable, y_true: Any, y_pred: Any, sample_weight: Any, *, mode: str, ignore_index: Any,
-        per_image: bool, data_format: str, smooth: float = 0.0, **options: Any) -> Tensor:
+        per_image: bool, data_format: str, **options: Any) -> Tensor:
     """Convert the inputs, check their layout and (eagerly) the labels, and
     call the (compiled on JAX) `core`; the options were checked by the
     function's `Options` spec."""
@@ -284,7 +304,7 @@ def run(core: Callable, y_true: Any, y_pred: Any, sample_weight: Any, *, mode: s
     if sample_weight is not None:
         sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), y_pred.dtype)
     return core(y_true, y_pred, mode=mode, ignore_index=ignore_index, per_image=per_image,
-                data_format=data_format, smooth=smooth, sample_weight=sample_weight, **options)
+                data_format=data_format, sample_weight=sample_weight, **options)
 
 
 class SegmentationLoss(BatchLoss):
@@ -307,7 +327,9 @@ COMMON_ARGS = """        mode: `"binary"`, `"multiclass"` or `"multilabel"`.
         from_logits: Whether `y_pred` holds logits.
         ignore_index: Label of pixels that count nowhere, or `None`.
         per_image: One value per image (`True`) or for the whole batch.
-        smooth: Added to numerator and denominator, `>= 0`.
+        smooth: Added to numerator and denominator, `>= 0`; the overlap
+            losses also take a pair `(numerator, denominator)` (MONAI's
+            `smooth_nr`, `smooth_dr`).
         data_format: `"channels_last"` or `"channels_first"`."""
 
 
@@ -330,34 +352,35 @@ def _backend_counts(y_true, y_pred, mode, from_logits, per_image, data_format):
 
 
 def confusion_counts(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, sample_weight,
-                     keep_target=True):
-    """Soft confusion counts per class and the pieces the compound losses
-    reuse (`None` with `keep_target=False`, which lets the backend's own
-    kernel compute the counts when there are no weights or ignored labels)."""
-    if not keep_target and sample_weight is None and ignore_index is None:
+                     keep_target=True, squared=False, soft_labels=False):
+    """Soft confusion counts per class (`soft_counts`) and the pieces the
+    compound losses reuse (`None` with `keep_target=False`, which lets the
+    backend's own kernel compute the plain counts when there are no weights
+    or ignored labels)."""
+    if not (keep_target or squared or soft_labels) and sample_weight is None and ignore_index is None:
         counts = _backend_counts(y_true, y_pred, mode, from_logits, per_image, data_format)
         if counts is not None:
             return counts, None
     raw, target, valid = prepare(y_true, y_pred, mode, ignore_index, data_format)
     weights = pixel_weights(valid, sample_weight, raw)
     axes = reduce_axes(len(raw.shape), per_image)
-    counts = soft_counts(target, probabilities(raw, mode, from_logits), weights, axes)
+    counts = soft_counts(target, probabilities(raw, mode, from_logits), weights, axes, squared, soft_labels)
     return counts, (raw, target, weights, axes)
 
 
-def dice_score(tp, fp, fn, support, smooth):
-    return present_mean(1.0 - safe_ratio(2.0 * tp + smooth, 2.0 * tp + fp + fn + smooth), support)
-
-
 class OverlapLoss(SegmentationLoss):
-    """Shared constructor: the loss's own options, then the common ones
-    (checked once, by the function's `Options` spec, in `LossPlus.__init__`)."""
+    """Shared constructor: every option is checked once, by the function's
+    `Options` spec, in `LossPlus.__init__`; a subclass passes its own
+    arguments with `super().__init__(**arguments(locals()))`."""
 
-    def __init__(self, mode, from_logits, ignore_index, per_image, smooth, data_format, reduction, name, dtype,
-                 cross_replica: str = "gather", **own: Any) -> None:
-        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **own, mode=mode,
-                         from_logits=from_logits, ignore_index=ignore_index, per_image=per_image,
-                         data_format=data_format, smooth=smooth)
+    def __init__(self, *, reduction: Any, name: Any, dtype: Any, cross_replica: str = "gather",
+                 **options: Any) -> None:
+        super().__init__(reduction=reduction, name=name, dtype=dtype, cross_replica=cross_replica, **options)
+
+
+def arguments(frame: dict) -> dict:
+    """A constructor's arguments, from its `locals()`."""
+    return {k: v for k, v in frame.items() if k not in ("self", "__class__")}
 
 
 CLASS_ARGS = """        mode, from_logits, ignore_index, per_image, smooth, data_format: See
@@ -373,6 +396,8 @@ CLASS_ARGS = """        mode, from_logits, ignore_index, per_image, smooth, data
 
 def document(*objects: Any) -> None:
     """Fill the shared argument lists into the docstrings of segmentation
-    functions (`{common}`) and classes (`{args}`)."""
+    functions (`{common}`), classes (`{args}`) and of the losses with the
+    scoring options (`{scoring}`)."""
     for obj in objects:
-        obj.__doc__ = obj.__doc__.replace("{common}", COMMON_ARGS).replace("{args}", CLASS_ARGS)
+        obj.__doc__ = (obj.__doc__.replace("{common}", COMMON_ARGS).replace("{args}", CLASS_ARGS)
+                       .replace("{scoring}", SCORING_ARGS))

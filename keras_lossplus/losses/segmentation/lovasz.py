@@ -69,8 +69,7 @@ def _sorted_lovasz(errors: Tensor, target: Tensor, weights: Tensor, hinge: bool)
 
 
 @compiled_on_jax
-def _lovasz_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, smooth,
-                 sample_weight=None):
+def _lovasz_core(y_true, y_pred, mode, from_logits, ignore_index, per_image, data_format, sample_weight=None):
     raw, target, valid = prepare(y_true, y_pred, mode, ignore_index, data_format)
     weights = pixel_weights(valid, sample_weight, raw)
     weights = ops.ones_like(raw) if weights is None else ops.broadcast_to(weights, ops.shape(raw))

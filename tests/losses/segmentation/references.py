@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.losses.references import log_sigmoid, sigmoid, softmax
+from tests.losses.references import log_sigmoid, log_softmax, sigmoid, softmax
 
 EPS = 1e-7
 
@@ -42,8 +42,10 @@ def _image_weights(sample_weight, batch):
     return np.ones(batch) if sample_weight is None else np.asarray(sample_weight, "float64").reshape(batch)
 
 
-def counts(target, probs, weights, per_image):
-    """`[(tp, fp, fn, tn, support) per class]` for each row (image or batch)."""
+def counts(target, probs, weights, per_image, squared=False, soft_labels=False):
+    """`[(tp, fp, fn, tn, support) per class]` for each row (image or batch);
+    `squared`: `fp = sum p^2 - tp`, `fn = sum t^2 - tp` (MONAI's
+    `squared_pred`); `soft_labels`: `tp = sum min(p, t)`."""
     rows = range(len(target)) if per_image else [slice(None)]
     out = []
     for r in rows:
@@ -51,9 +53,9 @@ def counts(target, probs, weights, per_image):
         row = []
         for c in range(t.shape[-1]):
             tc, pc, wc = t[..., c].ravel(), p[..., c].ravel(), w[..., c].ravel()
-            tp = np.sum(wc * tc * pc)
-            fp = np.sum(wc * (1 - tc) * pc)
-            fn = np.sum(wc * tc * (1 - pc))
+            tp = np.sum(wc * (np.minimum(tc, pc) if soft_labels and not squared else tc * pc))
+            fp = np.sum(wc * pc ** (2 if squared else 1)) - tp
+            fn = np.sum(wc * tc ** (2 if squared else 1)) - tp
             tn = np.sum(wc * (1 - tc) * (1 - pc))
             row.append((tp, fp, fn, tn, np.sum(wc * tc)))
         out.append(row)
@@ -70,40 +72,79 @@ def _weights(target, valid, sample_weight):
     return valid * w.reshape((-1,) + (1,) * (valid.ndim - 1))
 
 
+def chosen_classes(channels, classes=None, include_background=True):
+    """`(C,)` 1 for each class a loss scores."""
+    m = np.zeros(channels) if classes is not None else np.ones(channels)
+    if classes is not None:
+        m[list(classes)] = 1.0
+    if not include_background:
+        m[0] = 0.0
+    return m
+
+
+def class_mean(losses, supports, class_weights=None, classes=None, include_background=True, convention="smp"):
+    """segmentation_models_pytorch: absent classes count 0, weighted mean
+    `sum w l / sum w` over the chosen classes; MONAI: `mean(w l)` over the
+    chosen classes (no weight when one class is chosen)."""
+    losses, supports = np.asarray(losses, "float64"), np.asarray(supports)
+    m = chosen_classes(len(losses), classes, include_background)
+    w = np.ones(len(losses)) if class_weights is None else np.asarray(class_weights, "float64")
+    if convention == "smp":
+        losses = np.where(supports > 0, losses, 0.0)
+        return np.sum(m * w * losses) / np.sum(m * w)
+    if m.sum() == 1:
+        w = np.ones_like(w)
+    return np.sum(m * w * losses) / m.sum()
+
+
+def _score(numerator, denominator, eps):
+    return 1.0 if denominator == 0 else numerator / max(denominator, eps)
+
+
 def overlap(kind, y_true, y_pred, mode, from_logits=False, ignore_index=None, per_image=False, smooth=0.0,
-            data_format="channels_last", sample_weight=None, alpha=0.5, beta=0.5, gamma=1.0, weight_type="square"):
-    """Dice / Jaccard / focal Tversky (absent classes count 0, mean over the
-    classes), generalized Dice (MONAI) and MCC (segmentation_models_pytorch)."""
+            data_format="channels_last", sample_weight=None, alpha=0.5, beta=0.5, gamma=1.0, weight_type="square",
+            class_weights=None, classes=None, include_background=True, log_loss=False, squared=False,
+            soft_labels=False, eps=EPS, convention="smp"):
+    """Dice / Jaccard / focal Tversky (per class, then `class_mean`),
+    generalized Dice (MONAI) and MCC (segmentation_models_pytorch)."""
+    nr, dr = (smooth, smooth) if np.ndim(smooth) == 0 else smooth
     _, probs, target, valid = layout(y_true, y_pred, mode, from_logits, ignore_index, data_format)
-    rows = counts(target, probs, _weights(target, valid, sample_weight), per_image)
+    rows = counts(target, probs, _weights(target, valid, sample_weight), per_image, squared, soft_labels)
     out = []
     for row in rows:
+        support = np.array([c[4] for c in row])
         if kind == "generalized_dice":
-            support = np.array([c[4] for c in row])
+            m = chosen_classes(len(row), classes, include_background) > 0
+            present = m & (support > 0)
             w = {"square": 1 / np.maximum(support, 1e-300) ** 2, "simple": 1 / np.maximum(support, 1e-300),
                  "uniform": np.ones_like(support)}[weight_type]
-            w = np.where(support > 0, w, 0.0)
-            w = np.where(support > 0, w, w.max())
-            num = 2 * sum(w[c] * row[c][0] for c in range(len(row))) + smooth
-            den = sum(w[c] * (2 * row[c][0] + row[c][1] + row[c][2]) for c in range(len(row))) + smooth
-            out.append(1 - num / max(den, EPS))
+            if weight_type != "uniform":
+                w = np.where(present, w, 0.0)
+                w = np.where(m & ~present, w.max(), w)
+            w = np.where(m, w, 0.0)
+            num = 2 * sum(w[c] * row[c][0] for c in range(len(row))) + nr
+            den = sum(w[c] * (2 * row[c][0] + row[c][1] + row[c][2]) for c in range(len(row))) + dr
+            out.append(1 - _score(num, den, EPS))
             continue
         losses = []
-        for tp, fp, fn, tn, support in row:
+        for tp, fp, fn, tn, _ in row:
             if kind == "mcc":
-                tp, fp, fn, tn = tp + smooth, fp + smooth, fn + smooth, tn + smooth
+                tp, fp, fn, tn = tp + nr, fp + nr, fn + nr, tn + nr
                 mcc = (tp * tn - fp * fn) / max(np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)), EPS)
                 losses.append(1 - mcc)
                 continue
-            if kind == "dice":
-                score = (2 * tp + smooth) / max(2 * tp + fp + fn + smooth, EPS)
-                value = 1 - score
+            if kind == "dice":  # (2 TP + s) / (2 TP + FP + FN + s), denominator floored at 2 eps
+                score = _score(2 * tp + nr, 2 * tp + fp + fn + dr, 2 * eps)
             elif kind == "jaccard":
-                value = 1 - (tp + smooth) / max(tp + fp + fn + smooth, EPS)
+                score = _score(tp + nr, tp + fp + fn + dr, eps)
             else:  # focal Tversky: alpha on FP, beta on FN
-                value = (1 - (tp + smooth) / max(tp + alpha * fp + beta * fn + smooth, EPS)) ** gamma
-            losses.append(value if support > 0 else 0.0)
-        out.append(np.mean(losses))
+                score = _score(tp + nr, tp + alpha * fp + beta * fn + dr, eps)
+            value = -np.log(max(score, eps)) if log_loss else 1 - score
+            losses.append(max(value, 0.0) ** gamma if gamma != 1 else value)
+        if kind == "mcc":
+            out.append(np.mean(losses))
+        else:
+            out.append(class_mean(losses, support, class_weights, classes, include_background, convention))
     return _finish(out, per_image)
 
 
@@ -141,26 +182,68 @@ def crossentropy_map(raw, target, mode, from_logits, gamma=0.0, alpha=None, beta
     return terms
 
 
+def _row_means(values, w, per_image):
+    rows = range(len(values)) if per_image else [slice(None)]
+    out = []
+    for r in rows:
+        total = w[r].sum()
+        out.append((w[r] * values[r]).sum() / total if total > 0 else 0.0)
+    return out
+
+
+def monai_term(raw, target, w, term, gamma, alpha, class_weights, chosen, label_map, per_image):
+    """MONAI's pixel terms from logits: `DiceFocalLoss`'s sigmoid focal term
+    per channel (its `FocalLoss`), `DiceCELoss`'s `CrossEntropyLoss(weight)`
+    (several channels; a label map's mean weighted by the pixels' class
+    weights over the batch, per image its even share) or
+    `BCEWithLogitsLoss(pos_weight)` (one channel)."""
+    channels = raw.shape[-1]
+    cw = np.ones(channels) if class_weights is None else np.asarray(class_weights, "float64")
+    if term == "focal":
+        p = sigmoid(raw)
+        bce = -(target * log_sigmoid(raw) + (1 - target) * log_sigmoid(-raw))
+        terms = (1 - (target * p + (1 - target) * (1 - p))) ** gamma * bce
+        if isinstance(alpha, (list, tuple)):
+            terms = terms * np.where(target == 1, np.asarray(alpha), 1.0)
+        elif alpha is not None:
+            terms = terms * (target * alpha + (1 - target) * (1 - alpha))
+        return _row_means(terms * cw, np.broadcast_to(w, terms.shape) * chosen, per_image)
+    if channels == 1:
+        terms = -(cw[0] * target * log_sigmoid(raw) + (1 - target) * log_sigmoid(-raw))
+        return _row_means(terms, np.broadcast_to(w, terms.shape), per_image)
+    terms = -(cw * target * log_softmax(raw)).sum(-1, keepdims=True)
+    w = np.broadcast_to(w[..., :1], terms.shape)
+    if not (label_map and class_weights is not None):
+        return _row_means(terms, w, per_image)
+    total = (w * (cw * target).sum(-1, keepdims=True)).sum() / (len(raw) if per_image else 1)
+    rows = range(len(raw)) if per_image else [slice(None)]
+    return [(w[r] * terms[r]).sum() / total if total > 0 else 0.0 for r in rows]
+
+
 def compound(y_true, y_pred, mode, from_logits=False, ignore_index=None, per_image=False, smooth=0.0,
              data_format="channels_last", sample_weight=None, dice_weight=1.0, ce_weight=1.0, gamma=0.0,
-             alpha=None, beta=None, crossentropy_weight=None, focal_weight=None):
+             alpha=None, beta=None, crossentropy_weight=None, focal_weight=None, convention="smp", **scoring):
     """`dice_weight * Dice + ce_weight * mean over counted pixels of the (focal / balanced) CE`
-    (`crossentropy_weight` / `focal_weight`: the classes' names for `ce_weight`)."""
+    (`crossentropy_weight` / `focal_weight`: the classes' names for `ce_weight`); with
+    `convention="monai"` the pixel term is `monai_term` (from logits)."""
     for named in (crossentropy_weight, focal_weight):
         ce_weight = ce_weight if named is None else named
     dice = overlap("dice", y_true, y_pred, mode, from_logits, ignore_index, per_image, smooth, data_format,
-                   sample_weight)
+                   sample_weight, convention=convention, **scoring)
     raw, _, target, valid = layout(y_true, y_pred, mode, from_logits, ignore_index, data_format)
-    ce = crossentropy_map(raw, target, mode, from_logits, gamma, alpha, beta)
     w = _weights(target, valid, sample_weight)
+    if convention == "monai":
+        assert from_logits
+        label_map = mode == "multiclass" and (np.ndim(y_true) < raw.ndim or np.shape(y_true)[-1] == 1)
+        chosen = chosen_classes(raw.shape[-1], scoring.get("classes"), scoring.get("include_background", True))
+        term = "focal" if focal_weight is not None else "crossentropy"
+        means = monai_term(raw, target, w, term, gamma, alpha, scoring.get("class_weights"), chosen, label_map,
+                           per_image)
+        return dice_weight * dice + ce_weight * _finish(means, per_image)
+    ce = crossentropy_map(raw, target, mode, from_logits, gamma, alpha, beta)
     if mode == "multiclass":
         w = w[..., :1]
-    w = np.broadcast_to(w, ce.shape)
-    rows = range(len(ce)) if per_image else [slice(None)]
-    means = []
-    for r in rows:
-        total = w[r].sum()
-        means.append((w[r] * ce[r]).sum() / total if total > 0 else 0.0)
+    means = _row_means(ce, np.broadcast_to(w, ce.shape), per_image)
     return dice_weight * dice + ce_weight * _finish(means, per_image)
 
 

@@ -116,6 +116,21 @@ CASES = [
          lambda yt, yp, alpha, beta, **kw: R.compound(yt, yp, dice_weight=1 - alpha, ce_weight=alpha, beta=beta, **kw),
          "multilabel", from_logits=True, extra={"alpha": 0.6, "beta": 0.7, "smooth": 1.0},
          bad=[({"alpha": 1.5}, "alpha")]),
+    case("dice_crossentropy_monai_weighted_per_image", L.DiceCrossentropyLoss, L.dice_crossentropy_loss, R.compound,
+         "multiclass", from_logits=True, per_image=True,
+         extra={"convention": "monai", "class_weights": [1.0, 2.0, 0.5], "include_background": False,
+                "smooth": [1e-5, 1e-3], "squared": True, "crossentropy_weight": 0.7},
+         bad=[({"class_weights": [1.0, -1.0, 1.0]}, "class_weights"), ({"smooth": [1.0, 2.0, 3.0]}, "smooth"),
+              ({"convention": "torch"}, "convention"), ({"mode": "binary"}, "include_background")]),
+    case("dice_focal_monai_ignore", L.DiceFocalLoss, L.dice_focal_loss, R.compound, "multilabel", from_logits=True,
+         ignore=True, extra={"convention": "monai", "gamma": 1.5, "alpha": [0.2, 0.5, 0.8],
+                             "class_weights": [2.0, 1.0, 0.5], "classes": [1, 2], "focal_weight": 0.5,
+                             "smooth": 1e-5}),
+    case("focal_tversky_smp_options", L.FocalTverskyLoss, L.focal_tversky_loss, _overlap("focal_tversky"), "multilabel",
+         from_logits=True, extra={"alpha": 0.4, "beta": 0.6, "gamma": 0.75, "classes": [0, 2], "log_loss": True,
+                                  "class_weights": [1.0, 3.0, 0.5], "soft_labels": True, "eps": 1e-4,
+                                  "smooth": [0.5, 1.0]},
+         bad=[({"classes": [0, 0]}, "classes"), ({"eps": 0.0}, "eps"), ({"log_loss": "yes"}, "log_loss")]),
     case("lovasz_softmax_ignore", L.LovaszLoss, L.lovasz_loss, R.lovasz, "multiclass", ignore=True),
     case("lovasz_hinge_per_image", L.LovaszLoss, L.lovasz_loss, R.lovasz, "binary", from_logits=True, per_image=True),
 ]
@@ -181,12 +196,44 @@ def test_lovasz_gradient_matches_the_reference_sorted_errors(rng):
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_all_ignored_batch_gives_zero_and_zero_gradient(rng):
+def test_nothing_counted_gives_zero_and_zero_gradient(rng):
+    """Every pixel ignored, every weight 0, or (generalized Dice) no class in
+    the target: 0 with gradient 0, `smooth=0` included (generalized Dice
+    used to give 1 there)."""
     y, p = label_maps("multiclass", True)(rng)
-    y[:] = IGNORE
-    for fn in (L.dice_loss, L.lovasz_loss, L.dice_focal_loss, L.generalized_dice_loss):
-        value, grad = value_and_grad(lambda x: fn(y, x, from_logits=True, ignore_index=IGNORE), p)
-        assert float(value) == 0.0 and np.all(grad == 0.0), fn.__name__
+    ignored = np.full_like(y, IGNORE)
+    zero_weights = {"sample_weight": np.zeros(B, "float32")}
+    cases = [(fn, ignored, {"ignore_index": IGNORE})
+             for fn in (L.dice_loss, L.lovasz_loss, L.dice_focal_loss, L.generalized_dice_loss)]
+    cases += [(L.generalized_dice_loss, ignored, {"ignore_index": IGNORE, "smooth": 0.0}),
+              (L.generalized_dice_loss, y, {"smooth": 0.0, **zero_weights}),
+              (L.dice_loss, ignored, {"ignore_index": IGNORE, "convention": "monai", "smooth": 0.0, "log_loss": True})]
+    for fn, y_true, kwargs in cases:
+        value, grad = value_and_grad(lambda x: fn(y_true, x, from_logits=True, **kwargs), p)
+        assert float(value) == 0.0 and np.all(grad == 0.0), (fn.__name__, kwargs)
+    yb, pb = label_maps("binary", True)(rng)
+    value, grad = value_and_grad(lambda x: L.generalized_dice_loss(np.zeros_like(yb), x, mode="binary", smooth=0.0,
+                                                                   from_logits=True), pb)
+    assert float(value) == 0.0 and np.all(grad == 0.0)
+
+
+def test_soft_labels_gradient_at_ties_matches_float64_finite_differences(rng):
+    """`soft_labels` counts `TP = sum min(p, y)`: where `p == y` its one-sided
+    derivatives differ and the gradient is their mean (the central
+    difference), on every backend."""
+    y = rng.uniform(size=(2, 3, 4, 2)).astype("float32")
+    p = rng.uniform(size=y.shape).astype("float32")
+    p[..., 0] = y[..., 0]  # one channel tied everywhere
+    kwargs = {"mode": "multilabel", "soft_labels": True, "smooth": 0.5}
+    _, grad = value_and_grad(lambda x: L.dice_loss(y, x, **kwargs), p)
+    h, base = 1e-6, p.astype("float64")
+    expected = np.zeros_like(base)
+    for i in np.ndindex(base.shape):
+        step = np.zeros_like(base)
+        step[i] = h
+        difference = R.overlap("dice", y, base + step, **kwargs) - R.overlap("dice", y, base - step, **kwargs)
+        expected[i] = difference / (2 * h)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -208,6 +255,21 @@ def test_bad_layouts_raise_clear_errors(shape_true, shape_pred, kwargs, match):
         L.dice_loss(y, p, **kwargs)
     with pytest.raises(ValueError, match=match):
         L.LovaszLoss(**kwargs)(y, p)
+
+
+@pytest.mark.parametrize(
+    "fn, kwargs, match",
+    [
+        (L.dice_loss, {"class_weights": [1.0, 2.0]}, "`class_weights` must hold one weight per channel"),
+        (L.jaccard_loss, {"classes": [0, 3]}, "`classes` must hold indices of the 3 channels"),
+        (L.dice_loss, {"classes": [1], "class_weights": [1.0, 0.0, 1.0]}, "weight 0 to every class scored"),
+        (L.dice_focal_loss, {"alpha": [0.5, 0.5]}, "`alpha` must be a number or hold one weight per channel"),
+        (L.generalized_dice_loss, {"classes": [0], "include_background": False}, "No class is left"),
+    ],
+)
+def test_options_that_do_not_fit_the_channels_raise(fn, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fn(np.zeros((1, 2, 2), "float32"), np.full((1, 2, 2, 3), 1 / 3, "float32"), **kwargs)
 
 
 def test_out_of_range_labels_and_per_image_sample_weight_raise():
