@@ -187,7 +187,8 @@ MONAI = [  # (class, mode, the peer's arguments, data)
     ("DiceCELoss", "multiclass", {"weight": [1.0, 2.0, 0.5, 3.0], "batch": True}, {"one_hot": True}),
     ("DiceFocalLoss", "multiclass", {"gamma": 2.0, "alpha": [0.2, 0.4, 0.6], "include_background": False,
                                      "weight": [2.0, 0.5, 1.0]}, {}),
-    ("DiceFocalLoss", "multilabel", {"gamma": 1.5, "alpha": 0.25, "batch": True, "lambda_focal": 0.5}, {}),
+    ("DiceFocalLoss", "multilabel", {"gamma": 1.5, "alpha": 0.25, "batch": True, "lambda_dice": 0.7,
+                                     "lambda_focal": 0.5}, {}),
     ("DiceFocalLoss", "binary", {"gamma": 0.0, "weight": 2.0, "smooth_nr": 0.0, "smooth_dr": 1e-3}, {}),
 ]
 
