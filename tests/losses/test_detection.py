@@ -1,8 +1,10 @@
 """IoU, GIoU, DIoU, CIoU and smooth L1: numpy references written from
-torchvision's source (`torchvision/ops/giou_loss.py`, `diou_loss.py`,
-`ciou_loss.py`, `_utils._loss_inter_union`), values computed by
-torchvision 0.28.0's own code, the tensorflow-addons GIoU test values, box
-formats, the stop-gradient of CIoU's alpha, and the shared contract."""
+torchvision 0.29.1's source (`torchvision/ops/giou_loss.py`, `diou_loss.py`,
+`ciou_loss.py`, `_utils._loss_inter_union`; equal to torchvision itself,
+see test_box_ops.py), values computed by torchvision's own code, the
+tensorflow-addons GIoU test values and a port of its code (its convention:
+`eps=0, swapped_corners="empty"`), box formats, the stop-gradient of CIoU's
+alpha, and the shared contract."""
 
 import math
 
@@ -26,9 +28,13 @@ def _xyxy(b, box_format="xyxy"):
     return np.concatenate([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
 
 
-def ref_box_loss(y_true, y_pred, variant, box_format="xyxy", eps=EPS):
-    """torchvision's box losses, line by line (boxes1 = prediction, boxes2 =
-    target); `"iou"` is `1 - intsct / (union + eps)`."""
+def ref_box_loss(y_true, y_pred, variant, box_format="xyxy", eps=EPS, alpha=None):
+    """torchvision 0.29.1's box losses, line by line, in float64 (boxes1 =
+    prediction, boxes2 = target); `"iou"` is `1 - intsct / (union + eps)`.
+    Its `complete_box_iou_loss` calls `_diou_iou_loss` without `eps`, so the
+    union and diagonal of CIoU take 1e-7 whatever `eps` is. `alpha`, if
+    given, replaces CIoU's (a constant for the gradient)."""
+    diou_eps = EPS if variant == "ciou" else eps
     x1, y1, x2, y2 = np.moveaxis(_xyxy(y_pred, box_format), -1, 0)
     x1g, y1g, x2g, y2g = np.moveaxis(_xyxy(y_true, box_format), -1, 0)
     xkis1, ykis1 = np.maximum(x1, x1g), np.maximum(y1, y1g)
@@ -36,7 +42,7 @@ def ref_box_loss(y_true, y_pred, variant, box_format="xyxy", eps=EPS):
     mask = (ykis2 > ykis1) & (xkis2 > xkis1)
     intsct = np.where(mask, (xkis2 - xkis1) * (ykis2 - ykis1), 0.0)
     union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsct
-    iou = intsct / (union + eps)
+    iou = intsct / (union + diou_eps)
     if variant == "iou":
         return 1 - iou
     xc1, yc1 = np.minimum(x1, x1g), np.minimum(y1, y1g)
@@ -44,13 +50,13 @@ def ref_box_loss(y_true, y_pred, variant, box_format="xyxy", eps=EPS):
     if variant == "giou":
         area_c = (xc2 - xc1) * (yc2 - yc1)
         return 1 - (iou - (area_c - union) / (area_c + eps))
-    diag = (xc2 - xc1) ** 2 + (yc2 - yc1) ** 2 + eps
+    diag = (xc2 - xc1) ** 2 + (yc2 - yc1) ** 2 + diou_eps
     centers = ((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2 + ((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2
     diou = 1 - iou + centers / diag
     if variant == "diou":
         return diou
     v = (4 / math.pi**2) * (np.arctan((x2g - x1g) / (y2g - y1g)) - np.arctan((x2 - x1) / (y2 - y1))) ** 2
-    alpha = v / (1 - iou + v + eps)
+    alpha = v / (1 - iou + v + eps) if alpha is None else alpha
     return diou + alpha * v
 
 
@@ -97,7 +103,7 @@ BOX_EDGES = {
 # the contract also casts its edge inputs to float16: 1e30 is checked by the edge grid and below
 _CONTRACT_EDGES = {k: v for k, v in BOX_EDGES.items() if k != "coords_1e30"}
 _VALUE_EDGES = {"identical": (np.ones((3, 4)), np.ones((3, 4))), "huge": (np.zeros((2, 4)), np.full((2, 4), 1e4))}
-_BOX_BAD = [({"box_format": "xyzw"}, "box_format"), ({"eps": 0.0}, "eps"), ({"eps": -1.0}, "eps")]
+_BOX_BAD = [({"box_format": "xyzw"}, "box_format"), ({"eps": -1.0}, "eps"), ({"swapped_corners": "sort"}, "swapped_corners")]
 _CLASSES = {"iou": (L.IoULoss, L.iou_loss), "giou": (L.GIoULoss, L.giou_loss),
             "diou": (L.DIoULoss, L.diou_loss), "ciou": (L.CIoULoss, L.ciou_loss)}
 
@@ -130,28 +136,76 @@ CASES = [
 
 TestContract = contract_suite(CASES, fit_ids={"iou_xyxy", "giou_xyxy", "diou_xyxy", "ciou_xyxy", "smooth_l1"})
 
+def ref_tfa_giou(y_true, y_pred, mode="giou"):
+    """tensorflow-addons 0.23 `giou_loss` (`_calculate_giou(y_pred, y_true)`),
+    line by line, boxes `[y_min, x_min, y_max, x_max]`, float64."""
+    b1_ymin, b1_xmin, b1_ymax, b1_xmax = np.moveaxis(np.asarray(y_pred, "float64"), -1, 0)
+    b2_ymin, b2_xmin, b2_ymax, b2_xmax = np.moveaxis(np.asarray(y_true, "float64"), -1, 0)
+    b1_area = np.maximum(0, b1_xmax - b1_xmin) * np.maximum(0, b1_ymax - b1_ymin)
+    b2_area = np.maximum(0, b2_xmax - b2_xmin) * np.maximum(0, b2_ymax - b2_ymin)
+    intersect_width = np.maximum(0, np.minimum(b1_xmax, b2_xmax) - np.maximum(b1_xmin, b2_xmin))
+    intersect_height = np.maximum(0, np.minimum(b1_ymax, b2_ymax) - np.maximum(b1_ymin, b2_ymin))
+    intersect_area = intersect_width * intersect_height
+    union_area = b1_area + b2_area - intersect_area
+
+    def divide_no_nan(a, b):
+        return np.where(b == 0, 0.0, a / np.where(b == 0, 1.0, b))
+
+    iou = divide_no_nan(intersect_area, union_area)
+    if mode == "iou":
+        return 1 - iou
+    enclose_width = np.maximum(0, np.maximum(b1_xmax, b2_xmax) - np.minimum(b1_xmin, b2_xmin))
+    enclose_height = np.maximum(0, np.maximum(b1_ymax, b2_ymax) - np.minimum(b1_ymin, b2_ymin))
+    enclose_area = enclose_width * enclose_height
+    return 1 - (iou - divide_no_nan(enclose_area - union_area, enclose_area))
+
+
 # tensorflow-addons `losses/tests/giou_loss_test.py` (boxes as [y1, x1, y2, x2];
 # swapping the axes in both boxes leaves IoU and GIoU unchanged)
 TFA_BOXES1 = [[4.0, 3.0, 7.0, 5.0], [5.0, 6.0, 10.0, 7.0]]
 TFA_BOXES2 = [[3.0, 4.0, 6.0, 8.0], [14.0, 14.0, 15.0, 15.0]]
+TFA = {"box_format": "yxyx", "eps": 0.0, "swapped_corners": "empty"}
 
 
 def test_tensorflow_addons_giou_and_iou_values():
-    giou = to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1, box_format="yxyx"))
+    giou = to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1, **TFA))
+    np.testing.assert_allclose(to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1, box_format="yxyx")), giou, rtol=1e-6)
     np.testing.assert_allclose(to_numpy(L.giou_loss(TFA_BOXES2, TFA_BOXES1)), giou, rtol=1e-6)
     np.testing.assert_allclose(giou, [1.07500000298023224, 1.9333333373069763], rtol=1e-6)
-    np.testing.assert_allclose(to_numpy(L.iou_loss(TFA_BOXES2, TFA_BOXES1)), [14.0 / 16.0, 1.0], rtol=1e-6)
-    with_dims = to_numpy(L.GIoULoss(reduction=None)([TFA_BOXES2] * 2, [TFA_BOXES1] * 2))
+    np.testing.assert_allclose(to_numpy(L.iou_loss(TFA_BOXES2, TFA_BOXES1, **TFA)), [14.0 / 16.0, 1.0], rtol=1e-6)
+    with_dims = to_numpy(L.GIoULoss(reduction=None, **TFA)([TFA_BOXES2] * 2, [TFA_BOXES1] * 2))
     np.testing.assert_allclose(with_dims, [[1.075, 1.9333333]] * 2, rtol=1e-6)
+    # its test_different_shapes: (2, 1, 4) against (1, 1, 4) broadcast
+    broadcast = L.giou_loss(np.array(TFA_BOXES2[:1])[None], np.array(TFA_BOXES1)[:, None], **TFA)
+    np.testing.assert_allclose(to_numpy(broadcast)[:, 0], [1.07500000298023224, 1.366071], rtol=1e-6)
+    # its test_with_integer: tfa casts integer predictions to float32; here they are refused
+    with pytest.raises(TypeError, match="y_pred"):
+        L.giou_loss(np.array(TFA_BOXES2, "int32"), np.array(TFA_BOXES1, "int32"), **TFA)
 
 
-# torchvision 0.28.0's `generalized_box_iou_loss`, `distance_box_iou_loss` and
-# `complete_box_iou_loss` (reduction "none", eps 1e-7, float64) on these boxes
-# (boxes1 = TV_PRED, boxes2 = TV_TARGET). torchvision's wheel for torch 2.13 is
-# a CUDA build whose compiled ops do not load beside the CPU-only torch of the
-# test environment, so the values were computed once by its three loss files
-# and `ops/_utils.py`, taken from the wheel and imported under a stub
-# `torchvision` package (the losses are plain torch), and copied here.
+def test_tensorflow_addons_convention(rng):
+    # tfa's code on random [y1, x1, y2, x2] boxes, about 3 in 4 with swapped
+    # corners (an empty box for tfa), some identical, of zero size, tiny
+    # (eps would matter) and the same point (0 / 0)
+    t = rng.uniform(0, 1, (32, 4)).astype("float32")
+    p = rng.uniform(0, 1, (32, 4)).astype("float32")
+    t[:4] = p[:4]
+    t[4:6, 2] = t[4:6, 0]
+    t[6:8], p[6:8] = [[0.5, 0.5, 0.5005, 0.5005]], [[0.5001, 0.5, 0.5006, 0.5004]]
+    t[8], p[8] = [0.3] * 4, [0.3] * 4
+    for fn, mode in ((L.giou_loss, "giou"), (L.iou_loss, "iou")):
+        np.testing.assert_allclose(to_numpy(fn(t, p, **TFA)), ref_tfa_giou(t, p, mode), rtol=2e-6, atol=1e-6)
+        value, grad = value_and_grad(lambda x, fn=fn: keras.ops.sum(fn(t, x, **TFA)), p)
+        assert np.isfinite(value) and np.isfinite(grad).all()
+    # torchvision's convention (the default) differs for swapped corners and tiny boxes
+    assert np.abs(to_numpy(L.giou_loss(t, p, box_format="yxyx")) - ref_tfa_giou(t, p)).max() > 0.1
+
+
+# torchvision 0.29.1's `generalized_box_iou_loss`, `distance_box_iou_loss` and
+# `complete_box_iou_loss` (reduction "none", eps 1e-7, float64; torch 2.14.1)
+# on these boxes (boxes1 = TV_PRED, boxes2 = TV_TARGET): torchvision imports
+# only beside the CUDA-linked torch, not in the test environment, so they were
+# computed once and copied here (0.28.0 gave the same values).
 TV_PRED = [[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 3.0, 4.0], [0.5, 0.5, 0.5, 2.5],
            [2.0, 2.0, 2.0, 2.0], [10.0, -3.0, 14.0, 5.0], [0.0, 0.0, 100.0, 50.0]]
 TV_TARGET = [[1.0, 1.0, 3.0, 4.0], [2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 3.0, 4.0], [0.0, 0.0, 1.0, 3.0],
@@ -186,7 +240,7 @@ def test_worked_values():
         np.testing.assert_allclose(to_numpy(fn([box], [box])), [0.0], atol=1e-6)
 
 
-@pytest.mark.parametrize("box_format", ["yxyx", "xywh", "center", "center_xywh"])
+@pytest.mark.parametrize("box_format", ["yxyx", "xywh", "center", "center_xywh", "cxcywh"])
 def test_box_formats_agree_with_xyxy(box_format, rng):
     t, p = box_inputs("xyxy")(rng)
 
@@ -241,12 +295,21 @@ def test_ciou_alpha_is_a_constant_for_the_gradient():
     np.testing.assert_allclose(to_numpy(g)[0], numeric, rtol=1e-3, atol=1e-5)
 
 
+def stacked_loss_grad(t, p, **kw):
+    """The gradients of the four IoU losses at once: `(4,) + p.shape`, one
+    gradient call (JAX compiles each op once per shape)."""
+    fns = (L.iou_loss, L.giou_loss, L.diou_loss, L.ciou_loss)
+    return value_and_grad(lambda x: sum(keras.ops.sum(fn(t, x[i], **kw)) for i, fn in enumerate(fns)),
+                          np.stack([p] * 4))
+
+
 def test_degenerate_boxes_finite_gradients():
-    for name, (t, p) in BOX_EDGES.items():
-        t, p = np.asarray(t, "float32"), np.asarray(p, "float32")
-        for fn in (L.iou_loss, L.giou_loss, L.diou_loss, L.ciou_loss):
-            value, grad = value_and_grad(lambda x, fn=fn, t=t: keras.ops.sum(fn(t, x)), p)
-            assert np.isfinite(value) and np.all(np.isfinite(grad)), (name, fn.__name__, value, grad)
+    t = np.concatenate([np.asarray(t, "float32") for t, _ in BOX_EDGES.values()])
+    p = np.concatenate([np.asarray(p, "float32") for _, p in BOX_EDGES.values()])
+    for kw in ({}, {"eps": 0.0, "swapped_corners": "empty"}):
+        value, grad = stacked_loss_grad(t, p, **kw)
+        bad = np.argwhere(~np.isfinite(grad))
+        assert np.isfinite(value) and not len(bad), (kw, value, bad)
 
 
 def test_last_axis_must_be_four():
