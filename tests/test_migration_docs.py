@@ -69,7 +69,20 @@ PML_MODULES = {
     "pml.samplers": "pytorch_metric_learning.samplers",
     "pml.utils.distributed": "pytorch_metric_learning.utils.distributed",
 }
-NAMESPACES = {"tfa.losses", "tfsim.losses", "tfsim.distances", "tfsim.samplers", *PML_MODULES}
+# keras-rs modules whose every exported name must have a row, by the namespace heading their table.
+KERAS_RS_MODULES = {
+    "keras_rs.losses": "keras_rs.losses",
+    "keras_rs.metrics": "keras_rs.metrics",
+}
+# The segmentation peers' losses that docs/migration.md maps (their other losses are
+# not overlap losses: smp's focal / BCE / CE rows live in docs/losses.md).
+SEGMENTATION_TABLES = {
+    "smp.losses": {"DiceLoss", "JaccardLoss", "TverskyLoss", "MCCLoss", "LovaszLoss"},
+    "monai.losses": {"DiceLoss", "TverskyLoss", "GeneralizedDiceLoss", "DiceCELoss", "DiceFocalLoss",
+                     "GeneralizedDiceFocalLoss", "GeneralizedWassersteinDiceLoss"},
+}
+NAMESPACES = {"tfa.losses", "tfsim.losses", "tfsim.distances", "tfsim.samplers", *PML_MODULES, *KERAS_RS_MODULES,
+              *SEGMENTATION_TABLES}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -186,6 +199,23 @@ def test_pytorch_metric_learning_names():
         documented = set(names[namespace])
         assert installed - documented == set(), f"{module_name}: classes without a row in docs/migration.md"
         assert documented - installed == set(), f"{namespace}: rows naming no class of {module_name}"
+
+
+def test_segmentation_peer_names():
+    names = _names_by_namespace()
+    for namespace, expected in SEGMENTATION_TABLES.items():
+        assert set(names[namespace]) == expected, namespace
+
+
+def test_keras_rs_names():
+    pytest.importorskip("keras_rs")
+    import importlib
+
+    names = _names_by_namespace()
+    for namespace, module_name in KERAS_RS_MODULES.items():
+        exported = {n for n in dir(importlib.import_module(module_name)) if not n.startswith("_")}
+        assert exported, module_name
+        assert set(names[namespace]) == exported, f"{namespace}: rows and the exported names differ"
 
 
 # --------------------------------------------------------------------------- our names

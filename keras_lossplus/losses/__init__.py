@@ -1,9 +1,8 @@
 """Every loss of keras_lossplus: each class beside its functional form.
 
 One sub-package per family that spans several modules (`classification`,
-`metric_learning`, `segmentation`), one module per small family
-(`regression`, `distribution`, `ranking`, `ordinal`,
-`detection`); `base` holds the two
+`metric_learning`, `segmentation`, `distribution`, `ranking`, `detection`), one
+module per small family (`regression`, `ordinal`); `base` holds the two
 base classes and `options` the one validation path every loss's options go
 through.
 """
