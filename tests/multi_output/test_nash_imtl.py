@@ -1,6 +1,27 @@
 """Nash-MTL and IMTL against numpy references written from LibMTL's
 `Nash_MTL.py` / `IMTL.py` (and LibMTL's own cvxpy solution, pasted): the
-solvers, the combination, one compiled training step, saving, options."""
+solvers, the combination, one compiled training step, saving, options.
+
+Where LibMTL's first Nash-MTL step differs from ours (checked by running
+LibMTL 1.1.5's `Nash_MTL.py`, commit 4336804 of
+median-research-group/LibMTL, imported on its own with torch and cvxpy
+1.9.3 / ECOS in a separate venv): LibMTL linearises the bargaining problem
+at its starting weights `alpha_0 = 1` and minimises the linear objective
+`c . alpha`, `c = G 1 + (1 + G (1 / (G 1))) / |G|_F` (`G` the normalised
+`G G^T`), over `{alpha >= 0, alpha_i (G alpha)_i >= 1/|G|_F}`. That set's
+recession cone is `{d >= 0, G d >= 0}`, so the subproblem is unbounded
+exactly when the linear program `min c . d` over that cone (with
+`sum d = 1`) is negative (`libmtl_recession_minimum` below, SciPy). If no
+task's gradient opposes the sum (`(G 1)_k > 0` for all `k`) every term of
+`c . d` is >= 0 there and `1 . d / |G|_F > 0`: bounded. With an opposing
+task it can be unbounded; ECOS then reports "unbounded", cvxpy leaves
+`alpha` unset, LibMTL's stop test ends the loop, and it keeps `alpha = 1`
+(the plain sum of the task gradients, clipped). On 200 random problems
+(T = 2-4, P = 6) ECOS's status and the sign of the linear program agreed
+every time: 15 of the 41 problems with an opposing task were unbounded,
+none of the 159 others. The statuses and LibMTL's weights for the pinned
+cases are in `LIBMTL_NASH_FIRST_STEP`.
+"""
 
 import keras
 import numpy as np
@@ -26,6 +47,28 @@ LIBMTL_NASH = {
     "scales": ([[2.0, 0.0, 1.0], [0.0, 0.5, 0.0], [1.0, 1.0, -1.0]],
                [0.4082482927119129, 1.6329931507936422, 0.4082482966996949]),
 }
+
+
+# LibMTL's `Nash_MTL.solve_optimization` at the first step (alpha_0 = 1), run as above:
+# gradients -> (ECOS status of the first subproblem, the alpha LibMTL returns)
+LIBMTL_NASH_FIRST_STEP = {
+    "unbounded": ([[1.0, 0.0], [-1.1, 1.0]], "unbounded", [1.0, 1.0]),
+    "opposing_but_bounded": ([[1.0, 0.0], [-1.1, 0.5]], "optimal", [3.340141634487528, 2.7643208285959435]),
+}
+
+
+def libmtl_recession_minimum(grads):
+    """min c . d over {d >= 0, G d >= 0, sum d = 1} for LibMTL's first subproblem (see the module
+    docstring): negative exactly where that subproblem is unbounded."""
+    from scipy.optimize import linprog
+
+    gram = np.asarray(grads, np.float64) @ np.asarray(grads, np.float64).T
+    frobenius = np.linalg.norm(gram)
+    normalized = gram / frobenius
+    c = normalized.sum(1) + (1.0 + normalized @ (1.0 / normalized.sum(1))) / frobenius
+    t = len(gram)
+    result = linprog(c, A_ub=-gram, b_ub=np.zeros(t), A_eq=np.ones((1, t)), b_eq=[1.0], bounds=[(0, None)] * t)
+    return result.fun
 
 
 def built(strategy, num_tasks=2, prior=None):
@@ -66,7 +109,9 @@ def test_nash_weights_solve_the_bargaining_equation(grads):
 
 
 @pytest.mark.parametrize(
-    "grads", [np.zeros((2, 3)), [[1.0, 2.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[1e30, 0.0], [0.0, 1e-30]]]
+    "grads",
+    [np.zeros((2, 3)), [[1.0, 2.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[1e30, 0.0], [0.0, 1e-30]],
+     [[1.0, 0.0], [-1.0, 0.0]]],  # exactly opposite: no Nash solution (LibMTL: infeasible, keeps alpha = 1)
 )
 def test_nash_degenerate_gradients_stay_finite(grads):
     direction, heads, logged = combine(built(weighting.NashMTL()), grads)
@@ -88,6 +133,34 @@ def test_nash_combination_clips_and_reuses_weights(rng):
     np.testing.assert_allclose(second, heads, rtol=1e-6)
     _, third, _ = combine(strategy, rng.normal(size=(3, 7)))
     assert not np.allclose(third, heads)
+
+
+@pytest.mark.parametrize("case", sorted(LIBMTL_NASH_FIRST_STEP))
+def test_nash_first_step_where_libmtl_first_subproblem_is_unbounded(case):
+    grads, status, libmtl_alpha = LIBMTL_NASH_FIRST_STEP[case]
+    grads = np.asarray(grads)
+    assert np.min(grads @ grads.sum(0)) < 0  # task a's gradient opposes the sum in both
+    assert (libmtl_recession_minimum(grads) < 0) == (status == "unbounded")  # the criterion matches ECOS
+    direction, heads, _ = combine(built(weighting.NashMTL(max_norm=0.0)), grads)
+    expected = ref.nash_mtl_alpha(grads)
+    np.testing.assert_allclose(heads, expected, rtol=2e-4)  # ours: the bargaining solution either way
+    if status == "unbounded":  # LibMTL keeps alpha = 1: its first step raises task a's loss, ours lowers both
+        np.testing.assert_allclose(libmtl_alpha, [1.0, 1.0])
+        assert (grads @ (np.asarray(libmtl_alpha) @ grads))[0] < 0
+        np.testing.assert_allclose(grads @ direction, 1.0 / expected, rtol=1e-3)  # every task gains 1 / alpha_k
+    else:
+        np.testing.assert_allclose(heads, libmtl_alpha, rtol=2e-4)
+
+
+def test_libmtl_first_subproblem_is_bounded_without_an_opposing_task(rng):
+    """The "only if" half of the module docstring's claim, on random gradients."""
+    checked = 0
+    for _ in range(40):
+        grads = rng.normal(size=(int(rng.integers(2, 5)), 6))
+        if np.min(grads @ grads.sum(0)) > 0:
+            assert libmtl_recession_minimum(grads) > 0
+            checked += 1
+    assert checked >= 20
 
 
 # ---------------------------------------------------------------------- IMTL

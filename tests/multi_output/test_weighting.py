@@ -1,11 +1,14 @@
 """Each weighting strategy's update against a numpy re-computation on a tiny
 problem (strategies used directly, outside a model)."""
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
 
 from keras_lossplus import weighting
+from keras_lossplus.multi_output.weighting.solvers import min_norm_weights
 from tests.backend_utils import BACKEND, to_numpy, value_and_grad, xla_compile
 from tests.multi_output import references as ref
 
@@ -232,7 +235,7 @@ def test_famo_weights_and_logit_updates_match_the_authors_adam():
         np.testing.assert_allclose(strategy.logits.numpy(), logits, rtol=1e-4, atol=1e-6)
 
 
-# ----------------------------------------------------------- CAGrad, MGDA
+# ------------------------------------------------------------------ CAGrad
 
 
 @pytest.mark.parametrize("num_tasks", [2, 3])
@@ -243,22 +246,146 @@ def test_cagrad_direction_matches_the_authors_scipy_solution(rng, num_tasks):
     np.testing.assert_allclose(direction, ref.cagrad(grads, alpha=0.5), rtol=2e-3, atol=2e-4)
 
 
-def test_mgda_min_norm_weights_two_and_three_tasks(rng):
-    grads = np.array([[1.0, 0.0], [0.0, 2.0]])
-    _, heads, _ = combine(build(weighting.MGDA()), grads)
-    np.testing.assert_allclose(heads, [0.8, 0.2], atol=1e-5)  # closed form: |g2|^2 / (|g1|^2 + |g2|^2)
-    grads = rng.normal(size=(3, 6))
-    direction, heads, _ = combine(build(weighting.MGDA(iterations=250), "abc"), grads)
-    expected = ref.min_norm_weights(grads)
-    np.testing.assert_allclose(np.linalg.norm(direction), np.linalg.norm(expected @ grads), rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(heads.sum(), 1.0, rtol=1e-5)
+# ------------------------------------------------------------------- MGDA
 
 
-def test_mgda_normalizations_scale_before_solving():
-    grads = np.array([[2.0, 0.0], [0.0, 1.0]])
-    _, heads, _ = combine(build(weighting.MGDA(normalization="l2")), grads)
-    # unit gradients: weights 1/2 each for the normalized problem
-    np.testing.assert_allclose(heads, [0.5, 0.5], atol=1e-5)
+def exact_min_norm(gram):
+    """The min-norm point of the convex hull in float64, by enumerating every
+    support S: the affine minimiser on S solves [[G_S, 1], [1^T, 0]] [a; l] =
+    [0; 1] (least squares where the gradients are affinely dependent); it
+    counts where a >= 0 and the KKT condition (G a)_k >= a^T G a holds for
+    every task k. Returns the lowest (value, weights)."""
+    gram = np.asarray(gram, np.float64)
+    t = len(gram)
+    best = (np.inf, None)
+    for support in itertools.chain.from_iterable(itertools.combinations(range(t), r) for r in range(1, t + 1)):
+        s = list(support)
+        kkt = np.block([[gram[np.ix_(s, s)], np.ones((len(s), 1))], [np.ones((1, len(s))), np.zeros((1, 1))]])
+        solution = np.linalg.lstsq(kkt, np.eye(len(s) + 1)[-1], rcond=None)[0]
+        weights = np.zeros(t)
+        weights[s] = solution[:-1]
+        value = weights @ gram @ weights
+        scale = max(np.max(np.diag(gram)), 1e-300)
+        if weights.min() >= -1e-12 and np.min(gram @ weights) >= value - 1e-10 * scale and value < best[0]:
+            best = (value, weights)
+    return best
+
+
+def check_min_norm(weights, gram, unique=True, atol=1e-6):
+    """Simplex weights whose value is the exact minimum to 1e-7 of the largest squared norm
+    (plus 3e-7 of the value: float32 weights) and, where the minimiser is unique, the exact
+    weights to `atol`."""
+    gram = np.asarray(gram, np.float64)
+    value, expected = exact_min_norm(gram)
+    assert np.all(np.isfinite(weights)) and weights.min() >= 0
+    np.testing.assert_allclose(weights.sum(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(weights @ gram @ weights, value, atol=1e-7 * np.max(np.diag(gram)), rtol=3e-7)
+    if unique:
+        np.testing.assert_allclose(weights, expected, atol=atol)
+
+
+_SOLVER = {}
+
+
+def solve_min_norm(gram, compiled=False):
+    """`min_norm_weights` eagerly, or compiled with XLA (one compiled function, one compilation per
+    task count). On JAX always compiled: an eager `while_loop` compiles its body at every call."""
+    gram = np.asarray(gram, "float32")
+    if not (compiled or BACKEND == "jax"):
+        return to_numpy(min_norm_weights(gram))
+    if "f" not in _SOLVER:
+        _SOLVER["f"] = xla_compile(min_norm_weights)
+    return to_numpy(_SOLVER["f"](gram))
+
+
+COMPILED = [False, True] if BACKEND == "tensorflow" else [False]  # JAX: compiled either way
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_min_norm_weights_match_the_exact_solution(compiled):
+    """Random full-rank problems (T = 2..8, unique minimiser, condition numbers 5-15) to 1e-6 in
+    the weights; rank-deficient ones (T > P) in the value. Compiled on TensorFlow: T = 8 only."""
+    for num_tasks in [8] if compiled else range(2, 9):
+        rng = np.random.default_rng(num_tasks)
+        grads = rng.normal(size=(num_tasks, 2 * num_tasks + 4)) * rng.uniform(0.2, 2.0, size=(num_tasks, 1))
+        grads[1] = -0.8 * grads[0] + 0.3 * grads[1]  # a conflict, so that the minimiser is inside a face
+        gram = (grads @ grads.T).astype("float32")
+        check_min_norm(solve_min_norm(gram, compiled), gram)
+        low_rank = rng.normal(size=(num_tasks, 3)) + rng.normal(size=(1, 3))
+        gram = (low_rank @ low_rank.T).astype("float32")
+        check_min_norm(solve_min_norm(gram, compiled), gram, unique=False)
+
+
+# gradients -> whether the minimiser is unique
+DEGENERATE = {
+    "issue_29": ([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], True),  # (0.5, 0.5, 0); Frank-Wolfe gave (0.4952, 0.5, 0.0047)
+    "identical": ([[1.0, 2.0], [1.0, 2.0], [0.5, -1.0]], False),
+    "zero_gradient": ([[1.0, 2.0], [0.0, 0.0], [3.0, 1.0]], True),
+    "collinear": ([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], True),
+    "opposing": ([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], True),
+    "opposing_lengths": ([[2.0, 0.0], [-1.0, 0.0], [0.0, 3.0]], True),
+    "far_apart_scales": ([[1e-3, 0.0], [0.0, 1e-3], [1.0, 1.0]], True),
+    "ties_around_origin": ([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], False),
+    "many_in_a_plane": (np.random.default_rng(3).normal(size=(6, 2)) + [3.0, 1.0], True),
+}
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_min_norm_weights_on_degenerate_gradients(compiled):
+    """Each case against the exact solution; compiled on TensorFlow: the three-task ones (one compilation)."""
+    for grads, unique in DEGENERATE.values():
+        grads = np.asarray(grads, np.float64)
+        if compiled and BACKEND != "jax" and len(grads) != 3:
+            continue
+        gram = (grads @ grads.T).astype("float32")
+        weights = solve_min_norm(gram, compiled)
+        check_min_norm(weights, gram, unique)
+    np.testing.assert_allclose(solve_min_norm(np.zeros((3, 3)), compiled), [1 / 3] * 3)  # all zero: uniform
+
+
+# LibMTL 1.1.5's `MGDA._find_min_norm_element` (the authors' MinNormSolver: the best pair, then projected
+# steps until the weights change by less than 1e-5), run once on these float32 gradients with torch 2.13:
+LIBMTL_MGDA = (
+    [[-1.4, -0.7, 1.4, -0.6, -0.7, 0.5], [-0.7, -0.7, 0.8, -0.3, 0.1, 1.1], [1.2, 0.9, 2.0, -0.4, -0.9, 1.8],
+     [0.4, -0.3, -2.1, 1.1, 0.9, -0.7], [0.4, 0.9, -1.3, 0.8, 0.2, -0.9]],
+    [0.013168447650969028, 0.49147528409957886, 0.04353613406419754, 2.358068513785838e-06, 0.45181772112846375],
+)
+
+
+def test_min_norm_weights_reach_the_min_norm_point_where_libmtl_stops_short():
+    grads, libmtl = (np.asarray(v) for v in LIBMTL_MGDA)
+    gram = grads @ grads.T
+    value, expected = exact_min_norm(gram)
+    np.testing.assert_allclose(libmtl @ gram @ libmtl, 0.12504, rtol=1e-4)  # LibMTL: value 0.125
+    np.testing.assert_allclose(value, 0.066736, rtol=1e-4)  # the min-norm point: 0.0667
+    np.testing.assert_allclose(solve_min_norm(gram), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "normalization, scale", [("none", 1e30), ("l2", 1.0), ("loss", 1e-30), ("loss+", 1.0)]
+)
+def test_mgda_min_norm_weights_of_the_normalized_gradients(rng, normalization, scale):
+    """The authors' code: the weights solve the min-norm problem on the normalized (prior-weighted)
+    gradients, the update sums the un-normalized ones with them. Gradients of 1e30 and 1e-30 (whose
+    G G^T over- or underflows float32) give the weights of the same gradients at scale 1."""
+    prior = np.array([1.0, 0.5, 2.0])
+    grads = rng.normal(size=(3, 6)) * np.array([[1.0], [3.0], [0.2]])
+    grads[2] = -grads[0] + 0.2 * grads[2]
+    losses = np.array([0.5, 2.0, 1.5])
+    weighted = prior[:, None] * grads
+    divisor = {
+        "none": np.ones(3),
+        "l2": np.linalg.norm(weighted, axis=1),
+        "loss": prior * losses,
+        "loss+": prior * losses * np.linalg.norm(weighted, axis=1),
+    }[normalization]
+    normalized = weighted / divisor[:, None]
+    _, expected = exact_min_norm(normalized @ normalized.T)
+    strategy = build(weighting.MGDA(normalization=normalization), "abc", prior=list(prior))
+    direction, heads, logged = combine(strategy, grads * scale, losses)
+    np.testing.assert_allclose(heads, expected * prior, atol=1e-6)
+    np.testing.assert_allclose(logged, heads)
+    np.testing.assert_allclose(direction, expected @ weighted * scale, rtol=1e-5, atol=1e-6 * scale)
 
 
 @pytest.mark.skipif(BACKEND not in ("jax", "tensorflow"), reason="XLA compiles on JAX and TensorFlow only")

@@ -87,8 +87,20 @@ class NashMTL(GradientStrategy):
     `1e-6` to the gradients' correlation matrix, so that nearly collinear
     gradients keep finite weights). LibMTL's stop test compares
     `G G^T / |G G^T|_F` with `1 / alpha` and can stop at the starting
-    weights (e.g. nearly parallel gradients); we always solve. The gradients are computed at every step (LibMTL skips
-    them when it reuses the weights).
+    weights (e.g. nearly parallel gradients); we always solve. The
+    gradients are computed at every step (LibMTL skips them when it reuses
+    the weights).
+
+    The first step differs from LibMTL's where LibMTL's first convex
+    subproblem (linearised at `alpha = 1`) is unbounded, which needs a task
+    whose gradient opposes the sum of the gradients (`g_k . sum_j g_j < 0`):
+    ECOS reports it unbounded and LibMTL keeps `alpha = 1`, so its first
+    update is the plain sum of the gradients (clipped), a step against
+    which raises that task's loss; here it is the Nash direction, a step
+    against which lowers every task's loss. Gradients `(1, 0)`, `(-1.1, 1)`: LibMTL `(1, 1)`,
+    here `(1.961, 1.319)`. Exactly opposite gradients have no solution:
+    LibMTL's subproblem is infeasible (it keeps `alpha = 1`), here the ridge
+    gives large finite weights and `max_norm` clips the update.
 
     Args:
         update_weights_every: recompute the weights every this many steps
