@@ -19,8 +19,14 @@ import pytest
 
 from keras_lossplus import losses as L
 from tests import peers
-from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, value_and_grad, xla_compile
-from tests.losses.test_detection import ref_box_loss, stacked_loss_grad
+from tests.backend_utils import (
+    BACKEND,
+    XLA_BACKENDS,
+    to_numpy,
+    value_and_grad,
+    xla_compile,
+)
+from tests.losses.test_detection import BOX_EDGES, ref_box_loss
 
 EPS = 1e-7
 # name: (low, high) of the box centres, (low, high) of the sizes (log-uniform)
@@ -104,7 +110,7 @@ PUBLISHED = {
 VARIANTS = ("iou", "giou", "diou", "ciou")
 LOSSES = {"iou": L.iou_loss, "giou": L.giou_loss, "diou": L.diou_loss, "ciou": L.ciou_loss}
 MATRICES = {"iou": L.box_iou, "giou": L.generalized_box_iou, "diou": L.distance_box_iou, "ciou": L.complete_box_iou}
-SETS = (*SCALES, "awkward")
+SETS = (*SCALES, "awkward", "edges")  # edges: the contract's edge cases, 1e30 included
 
 
 def _awkward_boxes():
@@ -123,7 +129,8 @@ def _awkward_boxes():
 def loss_boxes():
     """`(target, pred)` of every set, concatenated (one shape for every call:
     JAX compiles each op once per shape), and each set's rows."""
-    pairs = [scale_boxes(name) for name in SCALES] + [_awkward_boxes()]
+    edges = tuple(np.concatenate([np.asarray(b[i], "float32") for b in BOX_EDGES.values()]) for i in (0, 1))
+    pairs = [scale_boxes(name) for name in SCALES] + [_awkward_boxes(), edges]
     rows, start = {}, 0
     for name, (t, _) in zip(SETS, pairs):
         rows[name], start = slice(start, start + len(t)), start + len(t)
@@ -159,11 +166,12 @@ def test_matches_torchvision_at_every_scale():
             np.testing.assert_allclose(matrix[i], expected_matrix[i], rtol=0, atol=1e-6, err_msg=name)
             np.testing.assert_allclose(matrix[i].mean(), PUBLISHED[name][v], rtol=0, atol=1e-6)
         # swapped corners taken as given, as torchvision (values up to 1e8 there);
-        # where its denominator is 0 (NaN or inf) ours is finite
-        finite = np.isfinite(expected[rows["awkward"]])
-        awkward = loss[rows["awkward"]]
-        assert np.isfinite(awkward).all() and np.isfinite(matrix).all()
-        np.testing.assert_allclose(awkward[finite], expected[rows["awkward"]][finite], rtol=1e-6, atol=1e-6)
+        # where its denominator is 0 (NaN or inf) ours is finite; 1e30 coordinates
+        assert np.isfinite(loss).all() and np.isfinite(matrix).all()
+        for name in ("awkward", "edges"):
+            got, want = loss[rows[name]], expected[rows[name]]
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6, atol=1e-6, err_msg=name)
         finite = np.isfinite(expected_matrix[-1])
         np.testing.assert_allclose(matrix[-1][finite], expected_matrix[-1][finite], rtol=1e-6, atol=1e-6)
 
@@ -238,10 +246,17 @@ def test_gradients_match_finite_differences():
     alpha = _frozen_alpha(1 - ref_box_loss(t64, p64, "iou"), ref_box_loss(t64, p64, "diou"),
                           ref_box_loss(t64, p64, "ciou", alpha=1.0))
     _, grads = stacked_loss_grad(t, p)
+    assert np.isfinite(grads).all()  # 1e30, points, swapped corners
+    # tensorflow-addons' convention at the same boxes: finite too
+    assert np.isfinite(stacked_loss_grad(t, p, eps=0.0, swapped_corners="empty")[1]).all()
+    # a unit box beside one of 1e30: its derivatives (1e-30) are below float64's differences
+    resolvable = np.abs(np.concatenate([t64, p64], -1)).max(-1) <= 1e6 * size
     for i, v in enumerate(VARIANTS):
-        f = lambda x: ref_box_loss(t64, x, v, alpha=alpha if v == "ciou" else None)  # noqa: E731
+        def f(x, v=v):
+            return ref_box_loss(t64, x, v, alpha=alpha if v == "ciou" else None)
+
         values = f(p64)
-        keep = np.isfinite(values) & (np.abs(values) < 10)  # a swapped pair's union near -eps: 1e8
+        keep = np.isfinite(values) & (np.abs(values) < 10) & resolvable  # a swapped pair's union near -eps: 1e8
         _assert_between(grads[i], *_one_sided(f, p64, 1e-6 * size), keep, v + "_loss")
 
     b1, b2 = matrix_boxes()
@@ -266,6 +281,14 @@ def test_gradients_match_finite_differences():
         _assert_between(grads[i], *_one_sided(f, b1_64, 1e-6 * size), masks[v].any(-1), v)
 
 
+def stacked_loss_grad(t, p, **kw):
+    """The gradients of the four IoU losses at once, `(4,) + p.shape`: one
+    gradient call."""
+    return value_and_grad(
+        lambda x: sum(keras.ops.sum(LOSSES[v](t, x[i], **kw)) for i, v in enumerate(VARIANTS)), np.stack([p] * 4)
+    )
+
+
 def _stacked_matrix_grad(b1, b2, **kw):
     """The gradients of every matrix's sum with respect to `boxes1` at once."""
     def total(x):
@@ -278,20 +301,20 @@ def _stacked_matrix_grad(b1, b2, **kw):
 def test_rescaling_by_a_power_of_two_is_exact():
     # boxes at 2^40 x are divided by a power of two before any area: value and
     # gradient are bit for bit those of the same arithmetic unscaled (the boxes
-    # at x with eps / 2^80), every set of boxes but the swapped pairs whose
-    # denominator is near 0 (torchvision's values of 1e8; there the smallest
-    # denominator, which grows with the coordinates, differs). CIoU's alpha adds
-    # eps as a plain number (not an area), which that comparison changes:
-    # within 1e-6 there.
-    t, p, _ = loss_boxes()
+    # at x with eps / 2^80) at every scale. (Degenerate and swapped boxes, whose
+    # values or gradients go as 1 / eps, see the smallest denominator instead,
+    # which grows with the coordinates.) CIoU's alpha adds eps as a plain
+    # number (not an area), which that comparison changes: within 1e-6 there.
+    t, p, rows = loss_boxes()
     big = 2.0**40
-    regular = np.all([np.abs(ref_box_loss(t, p, v)) < 10 for v in VARIANTS], axis=0)
+    scales = np.arange(len(t)) < rows["awkward"].start
+    t_big, p_big = (np.where(scales[:, None], b, 1.0).astype("float32") * np.float32(big) for b in (t, p))  # 1e30 x 2^40 overflows
     for v in VARIANTS:
-        got, same = to_numpy(LOSSES[v](t * big, p * big)), to_numpy(LOSSES[v](t, p, eps=EPS / big**2))
-        np.testing.assert_allclose(got[regular], same[regular], rtol=0 if v != "ciou" else 1e-6, atol=0, err_msg=v)
-    grads, same = stacked_loss_grad(t * big, p * big)[1], stacked_loss_grad(t, p, eps=EPS / big**2)[1]
-    np.testing.assert_array_equal(grads[:3, regular] * big, same[:3, regular])
-    np.testing.assert_allclose(grads[3, regular] * big, same[3, regular], rtol=1e-6, atol=1e-6 * np.abs(same[3]).max())
+        got, same = to_numpy(LOSSES[v](t_big, p_big)), to_numpy(LOSSES[v](t, p, eps=EPS / big**2))
+        np.testing.assert_allclose(got[scales], same[scales], rtol=0 if v != "ciou" else 1e-6, atol=0, err_msg=v)
+    grads, same = stacked_loss_grad(t_big, p_big)[1], stacked_loss_grad(t, p, eps=EPS / big**2)[1]
+    np.testing.assert_array_equal(grads[:3, scales] * big, same[:3, scales])
+    np.testing.assert_allclose(grads[3, scales] * big, same[3, scales], rtol=1e-6, atol=1e-6 * np.abs(same[3]).max())
     b1, b2 = matrix_boxes()
     for v in ("iou", "giou", "diou"):
         kw = {"eps": EPS / big**2} if v == "diou" else {}

@@ -28,6 +28,7 @@ def _xyxy(b, box_format="xyxy"):
     return np.concatenate([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
 
 
+@np.errstate(divide="ignore", invalid="ignore")  # torchvision's NaN (0 / 0) and inf where it has them
 def ref_box_loss(y_true, y_pred, variant, box_format="xyxy", eps=EPS, alpha=None):
     """torchvision 0.29.1's box losses, line by line, in float64 (boxes1 =
     prediction, boxes2 = target); `"iou"` is `1 - intsct / (union + eps)`.
@@ -186,13 +187,14 @@ def test_tensorflow_addons_giou_and_iou_values():
 def test_tensorflow_addons_convention(rng):
     # tfa's code on random [y1, x1, y2, x2] boxes, about 3 in 4 with swapped
     # corners (an empty box for tfa), some identical, of zero size, tiny
-    # (eps would matter) and the same point (0 / 0)
-    t = rng.uniform(0, 1, (32, 4)).astype("float32")
-    p = rng.uniform(0, 1, (32, 4)).astype("float32")
-    t[:4] = p[:4]
-    t[4:6, 2] = t[4:6, 0]
-    t[6:8], p[6:8] = [[0.5, 0.5, 0.5005, 0.5005]], [[0.5001, 0.5, 0.5006, 0.5004]]
-    t[8], p[8] = [0.3] * 4, [0.3] * 4
+    # (eps would matter) and the same point (0 / 0); test_box_ops checks the
+    # gradient at the edge cases in this convention too
+    t = rng.uniform(0, 1, (12, 4)).astype("float32")  # the contract's shape: JAX has compiled its ops
+    p = rng.uniform(0, 1, (12, 4)).astype("float32")
+    t[:2] = p[:2]
+    t[2, 2] = t[2, 0]
+    t[3:5], p[3:5] = [[0.5, 0.5, 0.5005, 0.5005]], [[0.5001, 0.5, 0.5006, 0.5004]]
+    t[5], p[5] = [0.3] * 4, [0.3] * 4
     for fn, mode in ((L.giou_loss, "giou"), (L.iou_loss, "iou")):
         np.testing.assert_allclose(to_numpy(fn(t, p, **TFA)), ref_tfa_giou(t, p, mode), rtol=2e-6, atol=1e-6)
         value, grad = value_and_grad(lambda x, fn=fn: keras.ops.sum(fn(t, x, **TFA)), p)
@@ -293,23 +295,6 @@ def test_ciou_alpha_is_a_constant_for_the_gradient():
 
         numeric.append((frozen(q_plus) - frozen(q_minus)) / (2 * h))
     np.testing.assert_allclose(to_numpy(g)[0], numeric, rtol=1e-3, atol=1e-5)
-
-
-def stacked_loss_grad(t, p, **kw):
-    """The gradients of the four IoU losses at once: `(4,) + p.shape`, one
-    gradient call (JAX compiles each op once per shape)."""
-    fns = (L.iou_loss, L.giou_loss, L.diou_loss, L.ciou_loss)
-    return value_and_grad(lambda x: sum(keras.ops.sum(fn(t, x[i], **kw)) for i, fn in enumerate(fns)),
-                          np.stack([p] * 4))
-
-
-def test_degenerate_boxes_finite_gradients():
-    t = np.concatenate([np.asarray(t, "float32") for t, _ in BOX_EDGES.values()])
-    p = np.concatenate([np.asarray(p, "float32") for _, p in BOX_EDGES.values()])
-    for kw in ({}, {"eps": 0.0, "swapped_corners": "empty"}):
-        value, grad = stacked_loss_grad(t, p, **kw)
-        bad = np.argwhere(~np.isfinite(grad))
-        assert np.isfinite(value) and not len(bad), (kw, value, bad)
 
 
 def test_last_axis_must_be_four():

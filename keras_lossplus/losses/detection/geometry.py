@@ -39,8 +39,8 @@ Tensor = Any
 # cxcywh: torchvision's name; center_xywh: keras-cv's
 BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center", "center_xywh", "cxcywh")
 SWAPPED_CORNERS = ("keep", "empty")
-# boxes whose coordinates are within 2^24 are never rescaled; the 2^(8j) taken
-# out of the others leaves their largest coordinate within 2^24
+# boxes whose coordinates are within 2^24 are never rescaled; the power of two
+# taken out of the others leaves their largest coordinate within 2^24
 _UNSCALED_LOG2 = 24
 
 
@@ -58,27 +58,24 @@ def corners(boxes: Tensor, box_format: str) -> tuple:
 
 def _magnitude(box: tuple) -> Tensor:
     """Per box, its largest coordinate magnitude (a constant for the gradient)."""
-    m = ops.maximum(ops.maximum(ops.abs(box[0]), ops.abs(box[1])), ops.maximum(ops.abs(box[2]), ops.abs(box[3])))
-    return ops.stop_gradient(m)
+    return ops.stop_gradient(ops.max(ops.abs(ops.stack(box, axis=-1)), axis=-1))
 
 
 def _power_of_two_scale(m: Tensor) -> Tensor:
-    """The power of two `2^(8j) >= 1` that brings the magnitudes `m` within
-    `2^24` (1 for magnitudes within `2^24`; others land in `(2^16, 2^24]`).
+    """A power of two `>= 1` that brings the magnitudes `m` within `2^24`:
+    1 for magnitudes within `2^24`, else one factor `2^26` (float32; `2^200`
+    in float64) per threshold `2^24, 2^50, 2^76, ...` that `m` passes.
 
-    `j` is assembled from its binary digits (`2^8, 2^16, 2^32, ...`) so that
-    the scale is an exact power of two on every backend (`pow(2, k)` need
-    not be exact).
-    """
+    A product of exact powers of two is exact on every backend (`pow(2, k)`
+    need not be)."""
     dtype = ops.dtype(m)
-    # log2(0) = -inf gives j = 0
-    j = ops.maximum(ops.ceil((ops.log2(m) - _UNSCALED_LOG2) / 8.0), 0.0)
-    scale = ops.ones_like(m)
-    for b in reversed(range(7 if dtype == "float64" else 4)):  # j < 2^7 (float64), < 2^4 (float32)
-        take = j >= 2.0**b
-        j = ops.where(take, j - 2.0**b, j)
-        factor = ops.convert_to_tensor(np.asarray(2.0 ** (8 * 2**b), dtype))
-        scale = scale * ops.where(take, factor, ops.ones_like(scale))
+    step, rungs = (200, 5) if dtype == "float64" else (26, 4)  # 2^(24 + step * rungs) >= the largest float
+    scale = None
+    for i in range(rungs):
+        threshold = ops.convert_to_tensor(np.asarray(2.0 ** (_UNSCALED_LOG2 + step * i), dtype))
+        factor = ops.where(ops.greater(m, threshold),
+                           ops.convert_to_tensor(np.asarray(2.0**step, dtype)), 1.0)
+        scale = factor if scale is None else scale * factor
     return scale
 
 
@@ -146,8 +143,7 @@ def divide(numerator: Tensor, denominator: Tensor, eps: Optional[Tensor], floor:
         usable = ops.not_equal(denominator, 0.0)
     else:
         usable = ops.greater_equal(ops.abs(denominator), floor)
-    safe = ops.where(usable, denominator, ops.ones_like(denominator))
-    return ops.where(usable, numerator / safe, ops.zeros_like(numerator))
+    return ops.where(usable, numerator / ops.where(usable, denominator, 1.0), 0.0)
 
 
 def _aspect(w: Tensor, h: Tensor) -> Tensor:
@@ -174,8 +170,15 @@ def _larger_smaller(a: Tensor, b: Tensor) -> tuple:
     return ops.where(a_larger, a, b), ops.where(a_larger, b, a)
 
 
+def _positive_part(x: Tensor) -> Tensor:
+    """`max(x, 0)` with the derivative 0 at `x = 0` on every backend (where a
+    box's extent shrinks to nothing, the side on which the `_larger_smaller`
+    ties put the gradient)."""
+    return ops.where(x > 0, x, 0.0)
+
+
 def _extent(lo: Tensor, hi: Tensor, clamp: bool) -> Tensor:
-    return ops.maximum(hi - lo, 0.0) if clamp else hi - lo
+    return _positive_part(hi - lo) if clamp else hi - lo
 
 
 def iou_terms(pred: tuple, target: tuple, variant: str, *, eps: float, scale: Tensor, floor: Tensor,
@@ -200,7 +203,7 @@ def iou_terms(pred: tuple, target: tuple, variant: str, *, eps: float, scale: Te
     wg, hg = _extent(x1g, x2g, clamp_sizes), _extent(y1g, y2g, clamp_sizes)
     (x1_in, x1_out), (y1_in, y1_out) = _larger_smaller(x1, x1g), _larger_smaller(y1, y1g)
     (x2_out, x2_in), (y2_out, y2_in) = _larger_smaller(x2, x2g), _larger_smaller(y2, y2g)
-    inter = ops.maximum(x2_in - x1_in, 0.0) * ops.maximum(y2_in - y1_in, 0.0)
+    inter = _positive_part(x2_in - x1_in) * _positive_part(y2_in - y1_in)
     union = w * h + wg * hg - inter
     iou = divide(inter, union, eps_area if union_eps else None, floor)
     if variant == "iou":

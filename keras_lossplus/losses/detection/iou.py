@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import keras  # noqa: F401  (the docstring examples use it)
-from keras import ops
 
 from keras_lossplus.losses.base import LossPlus, prepare_inputs, register
 from keras_lossplus.losses.detection.geometry import (
