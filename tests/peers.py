@@ -63,7 +63,9 @@ def keras_rs():
 
 def torchvision_ops():
     """`torchvision.ops` (box IoU matrices and losses); it imports only beside
-    a torch build it was compiled for, so CI (CPU-only torch 2.13) skips."""
+    a torch build it was compiled for, so CI (CPU-only torch 2.13) skips.
+    Importing it after TensorFlow crashes: a live comparison runs under
+    `KERAS_BACKEND=torch` in an environment that has torchvision."""
     pytest.importorskip("torch")
     try:
         return importlib.import_module("torchvision.ops")
