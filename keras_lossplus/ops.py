@@ -54,8 +54,10 @@ def largest_finite(dtype: Any = "float32") -> float:
 
 def _where_safe(condition: Tensor, x: Tensor, fill: float) -> Tensor:
     """`x` where `condition`, else `fill`: the input of a function whose value
-    or gradient would be undefined at the masked-out entries."""
-    return ops.where(condition, x, ops.cast(fill, x.dtype))
+    or gradient would be undefined at the masked-out entries. (`fill` is
+    converted in `x`'s dtype: a cast would pass through float32 on
+    TensorFlow, where float64's fill 1e308 does not exist.)"""
+    return ops.where(condition, x, ops.convert_to_tensor(fill, dtype=x.dtype))
 
 
 def with_gradient_of(value: Tensor, carrier: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 import keras_lossplus as klp
+from keras_lossplus.ops import compute_dtype
 from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy
 from tests.contract import LossCase
 
@@ -480,17 +481,18 @@ def check(cls_name: str, case: str, dtype: str, value, grad, failures: list, gra
 NUM_CLASSES = 4
 
 
-def make_layer(cls):
+def make_layer(cls, **kwargs):
     """The layer under test and whether it is a `PenaltyLayer` (tested
-    through its pure `penalty`) or an output layer (through its output)."""
+    through its pure `penalty`) or an output layer (through its output);
+    `kwargs` (e.g. `dtype`) go to the constructor."""
     name = cls.__name__
     if name in ("ArcFace", "CosFace", "SubCenterArcFace", "ProxyAnchor", "ProxyNCA", "CenterPenalty"):
-        return cls(num_classes=NUM_CLASSES)
+        return cls(num_classes=NUM_CLASSES, **kwargs)
     if name == "CoralOutput":
-        return cls(num_classes=5)
+        return cls(num_classes=5, **kwargs)
     if name == "CrossBatchMemory":
-        return cls(klp.losses.TripletLoss(), memory_size=8)
-    return cls()
+        return cls(klp.losses.TripletLoss(dtype=kwargs.get("dtype")), memory_size=8, **kwargs)
+    return cls(**kwargs)
 
 
 def layer_edges(kind: str, batch: int = 6, dim: int = 3) -> Dict[str, tuple]:
@@ -535,7 +537,8 @@ def layer_function(layer, kind: str) -> Callable:
     if kind == "memory":  # the batch against the queue that build_layer filled
         return lambda labels, x: layer.memory_loss(x, ops.cast(labels, "int32"))
     if kind == "gaussian":
-        return lambda labels, x: layer.penalty((x, ops.tanh(ops.cast(x, "float32")) * 50.0))  # z_log_var: exp fits float32
+        # z_log_var: exp fits float32 (half-precision x computed in float32, float64 kept)
+        return lambda labels, x: layer.penalty((x, ops.tanh(ops.cast(x, compute_dtype(x.dtype))) * 50.0))
     return lambda labels, x: layer.penalty(x)
 
 

@@ -111,10 +111,11 @@ class CenterPenalty(PenaltyLayer):
         embeddings, one_hot = inputs
         x = bounded(as_float32(embeddings), "embeddings", "CenterPenalty: ",
                     hint="Normalize the embeddings or lower the learning rate.")
-        own_center = ops.matmul(one_hot, ops.convert_to_tensor(self.centers))
+        one_hot = ops.cast(one_hot, x.dtype)
+        own_center = ops.matmul(one_hot, ops.cast(self.centers, x.dtype))
         valid = ops.sum(one_hot, axis=1)
         squared = ops.sum(ops.square(x - own_center), axis=1) * valid
-        return self.factor * 0.5 * ops.divide_no_nan(ops.sum(squared), ops.sum(valid))
+        return self.factor * (0.5 * ops.divide_no_nan(ops.sum(squared), ops.sum(valid)))
 
     def call(self, inputs: Any, training: Optional[bool] = None) -> Tensor:
         # labels are checked and one-hot encoded once, for the penalty and the update
@@ -127,8 +128,9 @@ class CenterPenalty(PenaltyLayer):
             self._update_centers(*inputs)
 
     def _update_centers(self, embeddings: Tensor, one_hot: Tensor) -> None:
-        x = ops.stop_gradient(as_float32(embeddings))
         centers = ops.convert_to_tensor(self.centers)
+        x = ops.stop_gradient(ops.cast(embeddings, centers.dtype))
+        one_hot = ops.cast(one_hot, centers.dtype)
         counts = ops.expand_dims(ops.sum(one_hot, axis=0), 1)  # (K, 1)
         sums = ops.matmul(ops.transpose(one_hot), x)  # (K, D)
         delta = (counts * centers - sums) / (1.0 + counts)

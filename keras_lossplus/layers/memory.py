@@ -195,7 +195,7 @@ class CrossBatchMemory(PenaltyLayer):
         in_use = ops.logical_and(kept, self.steps >= self.warmup_steps)
         # an unused slot gets a label no anchor has, so that no miner counts it as a positive
         unused_label = ops.min(labels) - 1
-        references = ops.concatenate([x, ops.stop_gradient(ops.convert_to_tensor(self.memory))], axis=0)
+        references = ops.concatenate([x, ops.stop_gradient(ops.cast(self.memory, x.dtype))], axis=0)
         reference_labels = ops.concatenate([labels, ops.where(in_use, ops.convert_to_tensor(self.memory_labels), unused_label)], axis=0)
         valid = ops.concatenate([ops.ones((batch,), "bool"), in_use], axis=0)
         # the loss function itself, not its cached jax.jit (which would keep the first call's `valid`)
@@ -208,7 +208,7 @@ class CrossBatchMemory(PenaltyLayer):
             self._write(*inputs)
 
     def _write(self, embeddings: Tensor, labels: Tensor) -> None:
-        x = ops.stop_gradient(as_float32(embeddings))
+        x = ops.stop_gradient(ops.cast(embeddings, self.memory.dtype))
         batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
         slots = ops.expand_dims(ops.mod(self.pointer + ops.arange(batch, dtype="int32"), self.memory_size), 1)
         self.memory.assign(ops.scatter_update(ops.convert_to_tensor(self.memory), slots, x))

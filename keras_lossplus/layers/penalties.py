@@ -50,7 +50,7 @@ class _NormPenalty(PenaltyLayer):
         x = as_float32(inputs)
         if self.l2 is not None:
             x = bounded(x, "inputs", f"{type(self).__name__}: ", hint=_DIVERGED)
-        value = ops.zeros((), "float32")
+        value = ops.zeros((), x.dtype)
         if self.l1 is not None:
             value = value + self.l1 * ops.sum(ops.abs(x))
         if self.l2 is not None:
@@ -185,9 +185,9 @@ class KLSparsityPenalty(_FactorPenalty):
     $$\sum_j \rho \log\frac{\rho}{\hat\rho_j} + (1 - \rho)
       \log\frac{1 - \rho}{1 - \hat\rho_j}$$
 
-    Activations must lie in `[0, 1]` (e.g. after a sigmoid); `rho_j` is
-    clipped to `[1e-7, 1 - 1e-7]` so dead or saturated units give a finite
-    penalty. Units are the last axis; all other axes are averaged.
+    Activations must lie in `[0, 1]` (e.g. after a sigmoid); `rho_j` and
+    `1 - rho_j` are clipped to at least `1e-7` so dead or saturated units
+    give a finite penalty. Units are the last axis; all other axes are averaged.
 
     Args:
         target: Target activation rate `rho` in `(0, 1)`.
@@ -213,9 +213,13 @@ class KLSparsityPenalty(_FactorPenalty):
 
     def term(self, x: Tensor) -> Tensor:
         units = ops.reshape(x, (-1, x.shape[-1]))
-        rho_hat = ops.clip(ops.mean(units, axis=0), 1e-7, 1.0 - 1e-7)
+        mean = ops.mean(units, axis=0)
+        # 1 - rho_hat bounded itself: in float32 1 - 1e-7 rounds to 1 - 1.19e-7, so a clip of rho_hat
+        # at 1 - 1e-7 would put a saturated unit's term 0.17 off the float64 one. Lower bounds only: a
+        # clip's gradient at a bound it touches is 1/2 on JAX (rho_hat = 1, or 1 - rho_hat = 1)
+        rho_hat, rest = ops.maximum(mean, 1e-7), ops.maximum(1.0 - mean, 1e-7)
         rho = self.target
-        kl = rho * ops.log(rho / rho_hat) + (1.0 - rho) * ops.log((1.0 - rho) / (1.0 - rho_hat))
+        kl = rho * ops.log(rho / rho_hat) + (1.0 - rho) * ops.log((1.0 - rho) / rest)
         return ops.sum(kl)
 
     def get_config(self) -> dict:
@@ -363,7 +367,9 @@ class EntropyPenalty(_FactorPenalty):
             log_p = ops.log_softmax(x, axis=-1)
             p = ops.exp(log_p)
         else:
-            p = ops.clip(x, 1e-7, 1.0)
+            # a lower bound only: a clip at 1 would halve the gradient at p = 1 on JAX (its clip's
+            # gradient at a bound it touches is 1/2)
+            p = ops.maximum(x, 1e-7)
             log_p = ops.log(p)
         entropy = -ops.sum(p * log_p, axis=-1)
         return -ops.mean(entropy)
