@@ -1,6 +1,10 @@
 """Jensen-Shannon, MMD, Sinkhorn, 1-D Wasserstein and energy distance: float64
 numpy / scipy references, the scipy identities, the Sinkhorn envelope gradient
-and its limit (the optimal assignment), and the shared contract."""
+and its limit (the optimal assignment), float32 against float64 where the
+costs are large or the clouds far from the origin, every loss's gradient
+within the float64 one-sided differences at ties, zeros and bounds (eagerly
+and compiled), the eager refusal of non-finite targets, and the shared
+contract."""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import functools
 
 import numpy as np
 import pytest
+from keras import ops
 from scipy import optimize, spatial, special, stats
 
 from keras_lossplus import losses as L
-from tests.backend_utils import to_numpy, value_and_grad
+from tests.backend_utils import BACKEND, XLA_BACKENDS, to_numpy, value_and_grad
 from tests.contract import LossCase, contract_suite
+from tests.edge_grid import as_tensor, compiled_value_and_grad
 
 EPS = 1e-7  # keras.backend.epsilon(), the clip of keras.losses.kl_divergence
 
@@ -84,15 +90,20 @@ def ref_energy(y_true, y_pred, sample_weight=None):
     return 2 * mean(x, y, wx, wy) - mean(x, x, wx, wx) - mean(y, y, wy, wy)
 
 
-def sinkhorn_plan(cost, a, b, epsilon, max_iter):
-    """POT's `sinkhorn_log` loop (v, then u), float64."""
+def _logsumexp(m, axis):  # scipy's, without its checks (the finite differences call it 10^5 times)
+    top = m.max(axis=axis, keepdims=True)
+    return np.squeeze(top, axis) + np.log(np.exp(m - top).sum(axis=axis))
+
+
+def sinkhorn_log_plan(cost, a, b, epsilon, max_iter):
+    """POT's `sinkhorn_log` loop (v, then u), float64: the log plan."""
     m = -cost / epsilon
     la, lb = np.log(a), np.log(b)
     u, v = np.zeros(len(a)), np.zeros(len(b))
     for _ in range(max_iter):
-        v = lb - special.logsumexp(m + u[:, None], axis=0)
-        u = la - special.logsumexp(m + v[None, :], axis=1)
-    return np.exp(m + u[:, None] + v[None, :])
+        v = lb - _logsumexp(m + u[:, None], axis=0)
+        u = la - _logsumexp(m + v[None, :], axis=1)
+    return m + u[:, None] + v[None, :]
 
 
 def _cost(a, b, cost):
@@ -103,10 +114,11 @@ def _cost(a, b, cost):
 def _ot(a, b, wa, wb, epsilon, max_iter, cost, entropic):
     ma, mb = wa / wa.sum(), wb / wb.sum()
     c = _cost(a, b, cost)
-    plan = sinkhorn_plan(c, ma, mb, epsilon, max_iter)
+    log_plan = sinkhorn_log_plan(c, ma, mb, epsilon, max_iter)
+    plan = np.exp(log_plan)
     value = (plan * c).sum()
     if entropic:
-        value += epsilon * (plan * np.log(plan / np.outer(ma, mb))).sum()
+        value += epsilon * (plan * (log_plan - np.log(np.outer(ma, mb)))).sum()
     return value, plan
 
 
@@ -120,6 +132,28 @@ def ref_sinkhorn(y_true, y_pred, sample_weight=None, epsilon=0.1, max_iter=100, 
         value -= 0.5 * (_ot(x, x, wx, wx, epsilon, max_iter, cost, True)[0]
                         + _ot(y, y, wy, wy, epsilon, max_iter, cost, True)[0])
     return value
+
+
+def sinkhorn_envelope_gradient(y_true, y_pred, cost="squared_euclidean", debias=False, **kw):
+    """float64 `sum_i P_ij dC_ij / dy_j` (minus the self term's with `debias`),
+    uniform masses: the gradient `sinkhorn_loss` returns."""
+    x, y = np.asarray(y_true, "float64"), np.asarray(y_pred, "float64")
+
+    def envelope(a, b):  # d <P, C(a, b)> / d(a, b), P fixed
+        _, plan = _ot(a, b, np.ones(len(a)), np.ones(len(b)), cost=cost, entropic=False, **kw)
+        diff = b[None, :, :] - a[:, None, :]
+        if cost == "squared_euclidean":
+            dc = 2 * diff
+        else:
+            d = _dist(a, b)[:, :, None]
+            dc = np.divide(diff, d, out=np.zeros_like(diff), where=d > 0)
+        weighted = plan[:, :, None] * dc
+        return -weighted.sum(1), weighted.sum(0)
+
+    grad = envelope(x, y)[1]
+    if debias:
+        grad -= 0.5 * sum(envelope(y, y))
+    return grad
 
 
 # --------------------------------------------------------------------------- inputs
@@ -305,6 +339,168 @@ def test_sinkhorn_divergence_is_zero_on_equal_samples_and_positive_otherwise(rng
     # different sizes without weights: uniform masses on each side
     np.testing.assert_allclose(float(to_numpy(L.sinkhorn_loss(x, y[:5], epsilon=0.5, max_iter=30))),
                                ref_sinkhorn(x, y[:5], epsilon=0.5, max_iter=30), rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- float32 against float64 at every scale
+
+# (spread of the points, distance of the clouds from the origin): points 1e2 - 1e4
+# apart at epsilon 0.1 put C / epsilon at 1e5 - 1e9, where float32 potentials
+# have no digits left for the plan (the values were up to 13x off); clouds 1e3
+# from the origin and 1 apart lose the squared distances' expansion to cancellation
+FAR = {"spread_1e2": (1e2, 0.0), "spread_1e3": (1e3, 0.0), "spread_1e4": (1e4, 0.0), "offset_1e3": (1.0, 1e3)}
+
+
+def _far_clouds(where, batch=8):
+    spread, offset = FAR[where]
+    rng = np.random.default_rng(3)
+    return [(rng.normal(size=(batch, 2)) * spread + offset).astype("float32") for _ in range(2)]
+
+
+@pytest.mark.parametrize("where", list(FAR))
+def test_sinkhorn_float32_equals_float64_at_large_cost_over_epsilon(where):
+    x, y = _far_clouds(where)
+    for options in ({}, {"cost": "euclidean"}, {"debias": True}):
+        value, grad = value_and_grad(lambda p, options=options: L.sinkhorn_loss(x, p, epsilon=0.1, **options), y)
+        np.testing.assert_allclose(value, ref_sinkhorn(x, y, epsilon=0.1, **options), rtol=1e-5, err_msg=str(options))
+        expected = sinkhorn_envelope_gradient(x, y, epsilon=0.1, max_iter=100, **options)
+        np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=str(options))
+
+
+def test_sample_losses_keep_float32_precision_far_from_the_origin():
+    x, y = _far_clouds("offset_1e3")
+    w = np.random.default_rng(4).uniform(0.5, 1.5, size=8).astype("float32")
+    np.testing.assert_allclose(float(to_numpy(L.mmd_loss(x, y, sample_weight=w))), ref_mmd(x, y, sample_weight=w),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(to_numpy(L.energy_distance(x, y, sample_weight=w))),
+                               ref_energy(x, y, sample_weight=w), rtol=1e-5, atol=1e-6)
+
+
+def test_sinkhorn_refuses_an_epsilon_out_of_the_compute_dtype():
+    x, y = clouds(4, 2)(np.random.default_rng(0))
+    for epsilon in (1e-46, 1e39):
+        with pytest.raises(ValueError, match="`epsilon`.*float32"):
+            L.sinkhorn_loss(x, y, epsilon=epsilon)
+
+
+# --------------------------------------------------------------------------- gradients against float64 differences
+
+
+def one_sided_differences(reference, y_true, y_pred, per_sample, bounds=(None, None), step=1e-8):
+    """float64 difference quotients `(left, right)` of `reference` in each
+    entry of `y_pred`, steps `step * max(1, |entry|)` (below the 1e-7 clip
+    of the Jensen-Shannon divergence, so that a clipped entry is seen as
+    clipped); per row for a per-sample loss (a row of 1e30 does not drown
+    the others). NaN where the step would leave the domain `bounds`."""
+    t, x = np.asarray(y_true, "float64"), np.asarray(y_pred, "float64")
+    at = np.asarray(reference(t, x), "float64")
+    left, right = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
+    low, high = bounds
+    for index in np.ndindex(x.shape):
+        part = index[0] if per_sample else ()
+        h = step * max(1.0, abs(x[index]))
+        for sign, out, allowed in ((1.0, right, high is None or x[index] < high),
+                                   (-1.0, left, low is None or x[index] > low)):
+            if allowed:
+                moved = x.copy()
+                moved[index] += sign * h
+                out[index] = sign * (np.asarray(reference(t, moved), "float64")[part] - at[part]) / h
+    return left, right
+
+
+def assert_within(grad, left, right, what, rtol=1e-4):
+    """Each entry of `grad` between its one-sided differences (equal to
+    both where the loss is smooth; a subgradient at a kink, the inward one
+    at a bound)."""
+    low, high = np.fmin(left, right), np.fmax(left, right)
+    tol = rtol * np.fmax(np.abs(low), np.abs(high)) + 1e-6 * max(1.0, float(np.nanmax(np.abs(high))))
+    bad = ~((grad >= low - tol) & (grad <= high + tol))
+    assert not np.any(bad), (f"{what}: gradient outside the float64 one-sided differences at "
+                             f"{np.argwhere(bad).tolist()}:\ngradient {grad.tolist()}\nleft {left.tolist()}\n"
+                             f"right {right.tolist()}")
+
+
+def _per_row(ref, **kw):
+    return lambda t, x: np.asarray(ref(t, x, **kw), "float64")
+
+
+_JS_TRUE = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0.25] * 4, [0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]], "float32")
+_W_TRUE = np.array([[0, 1, 1, 2], [0, 1, 2, 3], [0, 0, 0, 0], [0.3, -1.2, 2.2, 0.7], [0, 0, 0, 1e30]], "float32")
+_W_PRED = np.array([[1, 2, 0, 1], [1.5, 1.5, 0, 5], [0, 0, 0, 0], [1.1, -0.4, 0.9, 2.5], [1e30, 2e30, -1e30, 3e30]],
+                   "float32")
+# equal histograms (every CDF gap 0: a kink), one-hot at the far end, zeros (bounds), generic
+_H_TRUE = np.array([[0.2, 0.3, 0.1, 0.2, 0.2], [1, 0, 0, 0, 0], [0.2] * 5, [0.5, 0.1, 0, 0.3, 0.1]], "float32")
+_H_PRED = np.array([[0.2, 0.3, 0.1, 0.2, 0.2], [0, 0, 0, 0, 1], [0, 0.5, 0, 0.5, 0], [0.15, 0.3, 0.1, 0.25, 0.2]],
+                   "float32")
+_PAIRS = [  # the clouds of the batch losses: equal, duplicated rows, all zero, one shared point, generic
+    (_CLOUD, _CLOUD),
+    (_CLOUD, _CLOUD[[0, 0, 1, 1, 2, 2]].copy()),
+    (np.zeros((6, 2), "float32"), np.zeros((6, 2), "float32")),
+    (_CLOUD, np.concatenate([_CLOUD[:1], _CLOUD[1:] * 1.3 + 0.4]).astype("float32")),
+    (_CLOUD, (_CLOUD[::-1] * 0.7 - 0.2).astype("float32")),
+]
+# converged (costs up to about 15: the iterations contract by about 0.4 each), where the
+# envelope gradient is the gradient of the Sinkhorn divergence
+_SINKHORN_CONVERGED = {"epsilon": 5.0, "max_iter": 40, "debias": True}
+
+# id: (function, options, float64 reference, [(y_true, y_pred), ...], domain of y_pred, per sample)
+GRADIENT_CASES = {
+    "js": (L.jensen_shannon_divergence, {}, _per_row(ref_js), [(_JS_TRUE, np.array(
+        [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0], [0.1, 0.2, 0.3, 0.4], [0, 0, 0, 0]], "float32"))], (0.0, 1.0), True),
+    "js_from_logits": (L.jensen_shannon_divergence, {"from_logits": True}, _per_row(ref_js, from_logits=True),
+                       [(_JS_TRUE, np.array([[0, 0, 0, 0], [100, -100, -100, -100], [20, 0, 0, 0], [1, 2, 0, -1],
+                                             [-3, 0.5, 0.5, 2]], "float32"))], (None, None), True),
+    "wasserstein_p1": (L.wasserstein_1d_loss, {}, _per_row(ref_wasserstein), [(_W_TRUE, _W_PRED)], (None, None), True),
+    "wasserstein_p2": (L.wasserstein_1d_loss, {"p": 2}, _per_row(ref_wasserstein, p_order=2), [(_W_TRUE, _W_PRED)],
+                       (None, None), True),
+    "wasserstein_p1.5": (L.wasserstein_1d_loss, {"p": 1.5}, _per_row(ref_wasserstein, p_order=1.5),
+                         [(_W_TRUE, _W_PRED)], (None, None), True),
+    "wasserstein_histogram": (L.wasserstein_1d_loss, {"mode": "histogram"}, _per_row(ref_wasserstein, mode="histogram"),
+                              [(_H_TRUE, _H_PRED)], (0.0, None), True),
+    "mmd": (L.mmd_loss, {"bandwidth": [0.5, 1.0, 2.0]}, functools.partial(ref_mmd, bandwidth=[0.5, 1.0, 2.0]), _PAIRS,
+            (None, None), False),
+    "energy": (L.energy_distance, {}, ref_energy, _PAIRS, (None, None), False),
+    "sinkhorn_debias": (L.sinkhorn_loss, _SINKHORN_CONVERGED, functools.partial(ref_sinkhorn, **_SINKHORN_CONVERGED),
+                        _PAIRS, (None, None), False),
+}
+
+
+@pytest.mark.parametrize("case_id", list(GRADIENT_CASES))
+def test_gradient_within_the_float64_one_sided_differences(case_id):
+    fn, options, reference, pairs, bounds, per_sample = GRADIENT_CASES[case_id]
+
+    def total(t, p):
+        return ops.sum(fn(t, p, **options))
+
+    compiled = compiled_value_and_grad(total) if BACKEND in XLA_BACKENDS else None
+    for y_true, y_pred in pairs:
+        target = as_tensor(y_true)
+        expected = np.asarray(reference(y_true.astype("float64"), y_pred.astype("float64")), "float64")
+        np.testing.assert_allclose(to_numpy(fn(y_true, y_pred, **options)), expected, rtol=1e-5, atol=1e-6)
+        left, right = one_sided_differences(reference, y_true, y_pred, per_sample, bounds)
+        if BACKEND != "jax":  # eager JAX runs the loss as one jit function (compiled_on_jax): the compiled case
+            _, grad = value_and_grad(lambda p, t=target: total(t, p), y_pred)
+            assert_within(grad.astype("float64"), left, right, f"eager ({BACKEND})")
+        if compiled is not None:
+            value, grad = compiled(target, as_tensor(y_pred))
+            np.testing.assert_allclose(float(to_numpy(value)), np.sum(expected), rtol=1e-5, atol=1e-6)
+            assert_within(to_numpy(grad).astype("float64"), left, right, f"compiled ({BACKEND})")
+    if compiled is not None:  # compiled, a NaN target cannot raise: the loss is NaN, not a finite value
+        y_true, y_pred = pairs[-1]
+        nan_target = y_true.copy()
+        nan_target[-1, 0] = np.nan
+        assert np.isnan(float(to_numpy(compiled(as_tensor(nan_target), as_tensor(y_pred))[0])))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_non_finite_targets_are_refused_by_name(case, rng):
+    y_true, y_pred = case.make_inputs(rng)
+    for bad in (np.nan, np.inf, -np.inf):
+        target = np.array(y_true, "float32")
+        target[1, 0] = bad
+        with pytest.raises(ValueError, match="`y_true` must hold finite values"):
+            case.call_fn(target, y_pred)
+        with pytest.raises(ValueError, match="`y_true` must hold finite values"):
+            case.make()(target, y_pred)
 
 
 # --------------------------------------------------------------------------- weights
