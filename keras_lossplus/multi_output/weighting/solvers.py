@@ -63,18 +63,30 @@ def min_norm_weights(gram: Tensor, iterations: int = 100) -> Tensor:
     # D = diag(1 / |g_k|) that is [[C_S, b], [b^T, 0]] [u; l] = [0; 1] with C = D G D (unit diagonal)
     # and b = D 1 scaled to max 1: well scaled whatever the gradients' norms. Inactive tasks: identity rows.
     inv_norm = 1.0 / ops.sqrt(ops.where(squared > 0, squared, 1.0))
-    correlation = gram * inv_norm[:, None] * inv_norm[None, :]
+    pad = ops.zeros((1,), "float32")
     last = ops.concatenate([ops.zeros((num_tasks,), "float32"), ops.ones((1,), "float32")])
+    correlation = ops.pad(gram * inv_norm[:, None] * inv_norm[None, :], [(0, 1), (0, 1)])
+    inv_norm_padded = ops.concatenate([inv_norm, pad])
+    eye = ops.eye(num_tasks + 1, dtype="float32")
+    positions = ops.arange(num_tasks)
+
+    def first_min(x):
+        """One-hot of the first position of x's minimum (a cheaper form of one_hot(argmin))."""
+        at_min = x <= ops.min(x)
+        return ops.cast(ops.equal(positions, ops.min(ops.where(at_min, positions, num_tasks))), "float32")
 
     def affine_minimizer(active):
         """Weights (0 off the active set, summing to 1) of the min-norm point of the active gradients' affine hull."""
-        border = inv_norm * active
+        mask = ops.concatenate([active, pad])
+        border = inv_norm_padded * mask
         border = border / ops.max(border)
-        top = ops.concatenate(
-            [correlation * active[:, None] * active[None, :] + ops.diag(1.0 - active), border[:, None]], axis=1
+        exact = (
+            correlation * mask[:, None] * mask[None, :]
+            + eye * (1.0 - mask - last)[None, :]
+            + last[:, None] * border[None, :]
+            + border[:, None] * last[None, :]
         )
-        exact = ops.concatenate([top, ops.concatenate([border, ops.zeros((1,), "float32")])[None, :]], axis=0)
-        inverse = ops.inv(exact + ops.diag(_RIDGE * ops.concatenate([active, ops.zeros((1,), "float32")])))
+        inverse = ops.inv(exact + eye * (_RIDGE * mask)[None, :])
         z = inverse[:, num_tasks]  # the solution of exact z = last, ridged
         z = z + ops.matmul(inverse, last - ops.matmul(exact, z))  # one refinement: removes the ridge's bias
         weights = z[:num_tasks] * inv_norm * active
@@ -82,40 +94,37 @@ def min_norm_weights(gram: Tensor, iterations: int = 100) -> Tensor:
 
     def step(weights, active, best, done):
         target = affine_minimizer(active)
-        is_active = active > 0
-        interior = ops.all(ops.logical_or(ops.logical_not(is_active), target > 0))
-        # interior: take the affine minimizer; the vertex most below <x, g> = |x|^2 enters, if it improves
-        g_target = ops.matmul(gram, target)
-        value = ops.sum(target * g_target)
-        enter = ops.one_hot(ops.argmin(g_target), num_tasks, dtype="float32")  # ties: the first task
-        # rounding in <x, g_k> = sum_j a_j G_jk is about eps * sum_j a_j |g_j| |g_k|
-        noise = _IMPROVES * ops.sum(target * norms) * ops.sum(enter * norms) + 1e-30
-        improves = value - ops.min(g_target) > noise
-        # Wolfe's value falls at every interior point; where rounding stops that, stop too (no cycling)
-        improves = ops.logical_and(improves, value < best)
-        grown = ops.where(improves, ops.maximum(active, enter), active)
-        taken = ops.maximum(target, 0.0)
-        taken = taken / ops.sum(taken)
-        # otherwise: move towards it until the first weight reaches 0; that task leaves the active set
-        blocking = ops.logical_and(is_active, target <= 0)
+        # move towards the affine minimiser until the first weight reaches 0 (that task leaves the active
+        # set), or all the way where its weights are positive (interior)
+        blocking = ops.logical_and(active > 0, target <= 0)
         ratio = ops.where(blocking, weights / ops.maximum(weights - target, 1e-30), 2.0)
-        leave = ops.one_hot(ops.argmin(ratio), num_tasks, dtype="float32")
+        interior = ops.min(ratio) > 1.0
         theta = ops.clip(ops.min(ratio), 0.0, 1.0)
         moved = weights + theta * (target - weights)
-        left = ops.logical_or(leave > 0, ops.logical_and(is_active, moved <= 0))
+        first = ops.logical_and(first_min(ratio) > 0, ops.logical_not(interior))
+        left = ops.logical_and(active > 0, ops.logical_or(first, moved <= 0))
         moved = ops.where(left, 0.0, ops.maximum(moved, 0.0))
         moved = moved / ops.sum(moved)
+        # at an interior point the vertex most below the hyperplane <x, g> = |x|^2 enters, if it improves
+        # by more than rounding (about eps * sum_j a_j |g_j| |g_k| in <x, g_k>) and the value fell
+        # (Wolfe's value falls at every interior point: where rounding stops that, stop, no cycling)
+        g_target = ops.matmul(gram, target)
+        value = ops.sum(target * g_target)
+        enter = first_min(g_target)  # ties: the first task
+        noise = _IMPROVES * ops.sum(target * norms) * ops.sum(enter * norms) + 1e-30
+        improves = ops.logical_and(value - ops.min(g_target) > noise, value < best)
+        kept = ops.where(left, 0.0, active)
         # a non-finite solve (an affinely dependent active set that rounding let in) or theta = 0 (the
         # entering vertex left at once): the weights are the last point reached, stop there
         finite = ops.all(ops.isfinite(target))
         return (
-            ops.where(finite, ops.where(interior, taken, moved), weights),
-            ops.where(interior, grown, ops.where(left, 0.0, active)),
+            ops.where(finite, moved, weights),
+            ops.where(ops.logical_and(interior, improves), ops.maximum(kept, enter), kept),
             ops.where(interior, value, best),
             ops.logical_or(ops.logical_not(finite), ops.where(interior, ops.logical_not(improves), theta <= 0)),
         )
 
-    start = ops.one_hot(ops.argmin(squared), num_tasks, dtype="float32")
+    start = first_min(squared)
     weights, _, _, _ = ops.while_loop(
         lambda weights, active, best, done: ops.logical_not(done),
         step,
