@@ -115,7 +115,7 @@ LOSS_KINDS = {
     # ranking lists (relevance, -1 = padding)
     **{n: ("relevance", "logits") for n in (
         "ApproxNDCGLoss", "LambdaLoss", "ListMLELoss", "ListNetLoss", "PairwiseHingeLoss", "PairwiseLogisticLoss",
-        "SoftmaxRankingLoss")},
+        "PairwiseMeanSquaredError", "PairwiseSoftZeroOneLoss", "SoftmaxRankingLoss")},
     # ordinal ranks
     "CoralLoss": ("ranks", "logits"), "CornLoss": ("ranks", "logits"),
     # distributions
@@ -152,13 +152,16 @@ MEANINGLESS = {
     "stacked_pairs": "1e30 embeddings: computed (finite value and gradient) under cosine similarity, each "
                      "vector divided by its largest entry before normalizing",
     "values": "1e30 residuals: Charbonnier and Barron's loss (hypot form), smooth L1 (linear beyond beta) and "
-              "Wasserstein p > 1 (scaled by the largest difference) are computed stably; MMD, Sinkhorn and contrastive, whose values are squares "
+              "Wasserstein p > 1 (scaled by the largest difference) are computed stably; Barron's loss with alpha > 1 (value ~ |u|^alpha) "
+              "refuses residuals whose value overflows (eagerly; clipped under jit; the grid's case is alpha = 1); "
+              "MMD, Sinkhorn and contrastive, whose values are squares "
               "of 1e30, refuse them (REFUSED)",
     "activations": "penalty layers: L1, KL-sparsity, entropy and orthogonality (normalized) are computed at 1e30; "
                    "the quadratic ones (L2, elastic net, decorrelation, variance-covariance, center, Gaussian KL) "
                    "refuse 1e30 (REFUSED_BY_LAYERS); heads and proxy layers normalize: computed",
-    "boxes": "1e30 coordinates: computed (finite value and gradient): the IoU losses are scale invariant, and each "
-             "pair of boxes is divided by its largest coordinate (when above 1) before any area or square",
+    "boxes": "1e30 coordinates: computed (finite value and gradient): each pair of boxes whose coordinates pass "
+             "2^24 is divided by a power of two (exact: the values are those of the unscaled formula) before any "
+             "area or square, and eps by its square",
     "half": "float16 / bfloat16 inputs: the value must be finite; the gradient (of the input's dtype) wherever "
             "the float32 gradient at the same rounded input fits in that dtype",
 }
@@ -173,6 +176,8 @@ MEANINGLESS = {
 # cases are refused on the eager backend (torch) and finite on the compiled
 # ones, and nothing else is refused anywhere.
 REFUSED = {
+    "PairwiseMeanSquaredError": dict.fromkeys(
+        ["logits_pm1e+30", "logits_right_1e+30", "logits_wrong_1e+30", "no_positives_1e30"], "y_pred"),
     "ContrastiveLoss": {"residual_1e+30": "y_pred", "distance_1e+30": "y_pred"},
     "MMDLoss": {"residual_1e+30": "y_pred", "both_1e+30": "y_true"},
     "NPairLoss": {"embeddings_x1e+30": "y_pred", "single_class_x1e30": "y_pred"},
