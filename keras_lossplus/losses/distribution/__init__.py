@@ -16,10 +16,10 @@ Two kinds of loss live here:
   both samples (row `i` of `y_true` and row `i` of `y_pred`), normalized to
   sum 1, so that a weight of 0 removes a row from both distributions.
 
-Every pairwise computation is one `(B, D) x (D, B)` matmul
-(`keras_lossplus.ops.pairwise_distances`) between the samples shifted by
-their mean, `O(B^2)` memory, and the gradient is finite between identical
-points. Every loss refuses a NaN or infinite target eagerly, naming
+Every pairwise computation is `O(B^2)` in memory (`common.distances`: from
+the differences for samples of up to 4 dimensions, else one
+`(B, D) x (D, B)` matmul between the samples shifted by their mean), and the
+gradient is finite between identical points. Every loss refuses a NaN or infinite target eagerly, naming
 `y_true` (`common.check_finite_targets`).
 """
 

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_lossplus import backend as klp_backend
 from keras_lossplus.losses.base import prepare_inputs
+from keras_lossplus.ops import pairwise_distances, safe_sqrt
 
 Tensor = Any
 
@@ -129,6 +130,43 @@ def sample_inputs(y_true: Tensor, y_pred: Tensor, sample_weight: Optional[Tensor
         center = ops.where(mass > 0, weighted, center)
     center = ops.stop_gradient(center)
     return x - center, y - center, wx, wy
+
+
+DIRECT_DIM = 4
+"""Up to this many columns, squared distances come from the differences
+themselves (`distances`)."""
+
+
+def distances(x: Tensor, y: Optional[Tensor] = None, squared: bool = False) -> Tensor:
+    """`|x_i - y_j|^2` (`squared`) or `|x_i - y_j|` between the rows of `x`
+    (N, D) and of `y` (M, D) (`x` itself when `y` is None: an exact 0
+    diagonal), with a finite gradient (0) between identical points.
+
+    Up to `DIRECT_DIM` columns (1-D to 4-D samples) they are summed from the
+    differences, one column at a time (a few `N x M` passes per column, no
+    `N x M x D` tensor): exact for points close to each other wherever they
+    sit (the MMD of two clusters 100 apart, points 1 apart within each, was
+    1.2e-4 off the float64 one). The Euclidean distance divides each pair's
+    differences by their largest magnitude first (held constant: the
+    distance is homogeneous, the gradient exact), so that differences of
+    1e30 give 1e30, not the infinity of their squares. Beyond `DIRECT_DIM`
+    columns, `pairwise_distances`' one matmul, the expansion
+    `|x|^2 + |y|^2 - 2 x.y`, whose rounding is about `1e-7 (|x|^2 + |y|^2)`
+    in float32 (the samples are shifted by their mean first:
+    `sample_inputs`)."""
+    metric = "squared_euclidean" if squared else "euclidean"
+    dim = x.shape[-1]
+    if dim is None or dim > DIRECT_DIM:
+        return pairwise_distances(x, metric=metric) if y is None else pairwise_distances(x, y, metric=metric)
+    other = x if y is None else y
+    diffs = [ops.expand_dims(x[:, d], 1) - ops.expand_dims(other[:, d], 0) for d in range(dim)]
+    if squared:
+        return functools.reduce(ops.add, [diff * diff for diff in diffs])
+    if dim == 1:
+        return ops.abs(diffs[0])  # its gradient at 0 is 0 on every backend
+    scale = ops.stop_gradient(functools.reduce(ops.maximum, [ops.abs(diff) for diff in diffs]))
+    scale = ops.where(scale > 0, scale, ops.ones_like(scale))
+    return scale * safe_sqrt(functools.reduce(ops.add, [ops.square(diff / scale) for diff in diffs]))
 
 
 def weighted_mean(matrix: Tensor, wa: Tensor, wb: Tensor, off_diagonal: bool = False) -> tuple:

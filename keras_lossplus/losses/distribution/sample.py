@@ -11,6 +11,7 @@ from keras import ops
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.distribution.common import (
+    distances,
     finite_or_nan,
     sample_inputs,
     targets_checked,
@@ -18,7 +19,6 @@ from keras_lossplus.losses.distribution.common import (
 )
 from keras_lossplus.losses.magnitude import magnitude_checked
 from keras_lossplus.losses.options import Options, number_or_list
-from keras_lossplus.ops import pairwise_distances
 
 Tensor = Any
 Bandwidth = Union[float, Sequence[float]]
@@ -34,9 +34,9 @@ def _mmd(y_true: Tensor, y_pred: Tensor, bandwidth: tuple, sample_weight: Option
     def kernel(sq):
         return sum(ops.exp(sq * (-0.5 / (s * s))) for s in bandwidth)
 
-    k_xx = kernel(pairwise_distances(x, metric="squared_euclidean"))
-    k_yy = kernel(pairwise_distances(y, metric="squared_euclidean"))
-    k_xy = kernel(pairwise_distances(x, y, metric="squared_euclidean"))
+    k_xx = kernel(distances(x, squared=True))
+    k_yy = kernel(distances(y, squared=True))
+    k_xy = kernel(distances(x, y, squared=True))
     mean_xx, pairs_x = weighted_mean(k_xx, wx, wx, off_diagonal=True)
     mean_yy, pairs_y = weighted_mean(k_yy, wy, wy, off_diagonal=True)
     mean_xy, _ = weighted_mean(k_xy, wx, wy)
@@ -68,9 +68,9 @@ def mmd_loss(
     each mean becomes a weighted mean over its pairs
     (`sum_{i != j} w_i w_j k_ij / sum_{i != j} w_i w_j`); `w = 1` gives the
     formula above. With fewer than two rows of positive weight the loss is 0.
-    Squared distances come from one matmul (no square root) between the
-    samples shifted by their mean, so identical points have a finite
-    gradient and clouds far from the origin lose no precision.
+    Squared distances need no square root, so identical points have a
+    finite gradient; they are exact for close points wherever they sit up
+    to 4 dimensions (`common.distances`).
 
     A NaN or infinite target raises a `ValueError` naming `y_true` when the
     values are concrete (inside a compiled function the loss is NaN).
@@ -151,9 +151,9 @@ class MMDLoss(BatchLoss):
 @compiled_on_jax
 def _energy(y_true: Tensor, y_pred: Tensor, sample_weight: Optional[Tensor]) -> Tensor:
     x, y, wx, wy = sample_inputs(y_true, y_pred, sample_weight)
-    e_xy, total = weighted_mean(pairwise_distances(x, y), wx, wy)
-    e_xx, _ = weighted_mean(pairwise_distances(x), wx, wx)
-    e_yy, _ = weighted_mean(pairwise_distances(y), wy, wy)
+    e_xy, total = weighted_mean(distances(x, y), wx, wy)
+    e_xx, _ = weighted_mean(distances(x), wx, wx)
+    e_yy, _ = weighted_mean(distances(y), wy, wy)
     value = 2.0 * e_xy - e_xx - e_yy
     # >= 0 but for rounding; `where`, not `maximum`: its gradient is whole at 0 and a NaN stays NaN
     value = ops.where(ops.logical_or(value < 0.0, total <= 0.0), ops.zeros_like(value), value)
@@ -174,9 +174,8 @@ def energy_distance(y_true: Tensor, y_pred: Tensor, sample_weight: Optional[Tens
     For 1-D samples it equals `scipy.stats.energy_distance(u, v) ** 2`
     (also with `u_weights = v_weights = w`). Like MMD it needs no
     bandwidth; its gradients do not vanish far from the target (the
-    distance kernel grows linearly). The distances are taken between the
-    samples shifted by their mean, so clouds far from the origin lose no
-    precision.
+    distance kernel grows linearly). The distances are exact for close
+    points wherever they sit up to 4 dimensions (`common.distances`).
 
     A NaN or infinite target raises a `ValueError` naming `y_true` when the
     values are concrete; inside a compiled function the loss is NaN (not a

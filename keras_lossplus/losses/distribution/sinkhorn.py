@@ -13,13 +13,13 @@ from keras_lossplus import backend as klp_backend
 from keras_lossplus.backend import compiled_on_jax
 from keras_lossplus.losses.base import BatchLoss, register
 from keras_lossplus.losses.distribution.common import (
+    distances,
     finite_or_nan,
     sample_inputs,
     targets_checked,
 )
 from keras_lossplus.losses.magnitude import magnitude_checked
 from keras_lossplus.losses.options import Options, choice, flag, number, positive_int
-from keras_lossplus.ops import pairwise_distances
 
 Tensor = Any
 
@@ -134,7 +134,7 @@ def _transport_cost(x, y, log_a, log_b, cost, epsilon, max_iter, entropic) -> Te
     """`<P, C>` (plus `epsilon KL(P || a b^T)` if `entropic`), with the
     plan `P` held constant: the gradient flows through `C` only (envelope
     theorem)."""
-    c = pairwise_distances(x, y, metric=cost) if y is not None else pairwise_distances(x, metric=cost)
+    c = distances(x, y, squared=cost == "squared_euclidean")
     log_p = _sinkhorn_log_plan(c, log_a, log_b, epsilon, max_iter)
     plan = ops.exp(log_p)
     value = ops.sum(plan * c)
@@ -219,9 +219,9 @@ def sinkhorn_loss(
     unregularized optimal transport (the optimal assignment for two clouds
     of equal size) but need more iterations; large values blur it towards
     the distance between the means. A row of weight 0 has no mass (and no
-    gradient); with no mass on either side the loss is 0. The samples are
-    shifted by their mean before the costs are taken (the costs do not
-    change, their float32 rounding does).
+    gradient); with no mass on either side the loss is 0. The costs are
+    exact for close points wherever they sit up to 4 dimensions
+    (`common.distances`).
 
     A NaN or infinite target raises a `ValueError` naming `y_true` when the
     values are concrete (inside a compiled function the loss is NaN).
