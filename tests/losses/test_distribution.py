@@ -473,7 +473,7 @@ GRADIENT_CASES = {
             (None, None), False),
     "energy": (L.energy_distance, {}, ref_energy, _PAIRS, (None, None), False),
     "sinkhorn_debias": (L.sinkhorn_loss, _SINKHORN_CONVERGED, functools.partial(ref_sinkhorn, **_SINKHORN_CONVERGED),
-                        _PAIRS, (None, None), False),
+                        [_PAIRS[0], _PAIRS[1], _PAIRS[4]], (None, None), False),  # equal, duplicated, generic
 }
 
 
