@@ -107,6 +107,38 @@ def compiled_on_jax(fn: Any) -> Any:
     return wrapper
 
 
+def map_chunks(body: Callable, steps: Any, accumulators: tuple, outputs: tuple) -> tuple:
+    """Run `body(i, accumulators) -> (accumulators, chunk_outputs)` for `i`
+    in `range(steps)`: `(accumulators, stacked)`, `stacked[k]` holding every
+    step's `chunk_outputs[k]` along a new first axis (`outputs[k]` is the
+    zero buffer of that shape, `(steps, ...)`).
+
+    On JAX and TensorFlow one compiled loop writes each step's outputs into
+    the buffers in place, so that only one step's intermediates are alive;
+    eager torch runs a Python loop and stacks the outputs.
+
+    Example:
+    >>> acc, (out,) = map_chunks(lambda i, a: (a + 1.0, (a * 2.0,)), 3, 0.0, (keras.ops.zeros((3,)),))
+    >>> [float(v) for v in keras.ops.convert_to_numpy(out)]
+    [0.0, 2.0, 4.0]
+    """
+    own = getattr(_module(), "map_chunks", None)
+    if own is not None:
+        return own(body, steps, accumulators, outputs)
+    ops = keras.ops
+
+    def step(i: Any, carry: tuple) -> tuple:
+        acc, bufs = carry
+        acc, chunk = body(i, acc)
+        bufs = tuple(
+            ops.slice_update(buf, [i] + [0] * (len(buf.shape) - 1), ops.expand_dims(ops.cast(c, buf.dtype), 0))
+            for buf, c in zip(bufs, chunk)
+        )
+        return acc, bufs
+
+    return ops.fori_loop(0, steps, step, (accumulators, tuple(outputs)))
+
+
 def miner_kernel(name: str) -> Optional[Callable]:
     """The backend's own kernel of a built-in triplet miner (`"semihard"`,
     `"all"`), or `None` where the backend-neutral miner is the fast one (XLA).

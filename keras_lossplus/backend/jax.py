@@ -91,7 +91,9 @@ def apply_gradients(model: Any, state: Any, grads: list, then: Any) -> Any:
     return out, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
 
-_TENSORS = ("y_true", "y_pred", "sample_weight")
+# the tensor arguments (every other argument is a static option); `hidden`, `kernel`, `bias`, `weights`:
+# the linear cross-entropy's
+_TENSORS = ("y_true", "y_pred", "sample_weight", "hidden", "kernel", "bias", "weights")
 
 
 @functools.lru_cache(maxsize=None)

@@ -134,3 +134,14 @@ def chunk_gradients(model: Any, state: Any, chunks: Any, cotangents: Any, penalt
         grads = [g if c is None else g + c for g, c in zip(grads, chunk_grads)]
         penalty = penalty + term.detach()
     return grads, penalty * weight, state
+
+
+def map_chunks(body: Any, steps: Any, accumulators: Any, outputs: Any) -> Any:
+    """A Python loop whose outputs are stacked at the end (Keras' torch
+    `slice_update` would copy the whole buffer at every step)."""
+    chunks = []
+    for i in range(int(steps)):
+        accumulators, chunk = body(i, accumulators)
+        chunks.append(chunk)
+    stacked = tuple(torch.stack([c[k] for c in chunks]).to(outputs[k].dtype) for k in range(len(outputs)))
+    return accumulators, stacked

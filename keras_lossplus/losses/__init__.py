@@ -1,7 +1,8 @@
 """Every loss of keras_lossplus: each class beside its functional form.
 
 One sub-package per family that spans several modules (`classification`,
-`metric_learning`, `segmentation`, `distribution`, `ranking`, `detection`), one
+`metric_learning`, `segmentation`, `distribution`, `ranking`, `detection`,
+`language`), one
 module per small family (`regression`, `ordinal`); `base` holds the two
 base classes and `options` the one validation path every loss's options go
 through.
@@ -10,6 +11,7 @@ through.
 from keras_lossplus.losses import classification as _classification
 from keras_lossplus.losses import detection as _detection
 from keras_lossplus.losses import distribution as _distribution
+from keras_lossplus.losses import language as _language
 from keras_lossplus.losses import metric_learning as _metric_learning
 from keras_lossplus.losses import ordinal as _ordinal
 from keras_lossplus.losses import ranking as _ranking
@@ -19,6 +21,7 @@ from keras_lossplus.losses.base import BatchLoss, LossPlus  # noqa: F401
 from keras_lossplus.losses.classification import *  # noqa: F401,F403
 from keras_lossplus.losses.detection import *  # noqa: F401,F403
 from keras_lossplus.losses.distribution import *  # noqa: F401,F403
+from keras_lossplus.losses.language import *  # noqa: F401,F403
 from keras_lossplus.losses.metric_learning import *  # noqa: F401,F403
 from keras_lossplus.losses.ordinal import *  # noqa: F401,F403
 from keras_lossplus.losses.ranking import *  # noqa: F401,F403
@@ -26,8 +29,8 @@ from keras_lossplus.losses.regression import *  # noqa: F401,F403
 from keras_lossplus.losses.segmentation import *  # noqa: F401,F403
 
 __all__ = sorted(
-    _classification.__all__ + _detection.__all__ + _distribution.__all__ + _metric_learning.__all__ + _ordinal.__all__
-    + _ranking.__all__ + _regression.__all__ + _segmentation.__all__
+    _classification.__all__ + _detection.__all__ + _distribution.__all__ + _language.__all__
+    + _metric_learning.__all__ + _ordinal.__all__ + _ranking.__all__ + _regression.__all__ + _segmentation.__all__
 )
 
 # The functions under the names a mechanical CamelCase -> snake_case split of

@@ -18,7 +18,9 @@ from keras_lossplus.losses import (
 )
 from keras_lossplus.losses.options import Options, flag, unchecked
 
-NOT_OPTIONS = {"self", "reduction", "name", "dtype", "cross_replica"}
+# Keras-side reduction arguments: the class applies them to the per-sample values
+# (`skip_empty_lists`: the ranking losses' mask on all-padding lists), not the function
+NOT_OPTIONS = {"self", "reduction", "name", "dtype", "cross_replica", "skip_empty_lists"}
 # constructor arguments without a default
 REQUIRED = {"num_classes": 4, "base_loss": klp.losses.FocalLoss(), "samples_per_class": [3.0, 1.0, 2.0],
             "loss": klp.losses.MultipleNegativesRankingLoss(), "matryoshka_dims": [4, 2]}
@@ -57,7 +59,8 @@ def _errors(cls, **options):
     """The error of the function and of the class on the same options."""
     kwargs = {**_required(cls), **options}
     errors = []
-    for make in (lambda: cls.fn(None, None, **kwargs), lambda: cls(**kwargs)):
+    tensors = [None] * sum(p.default is p.empty for p in inspect.signature(cls.fn).parameters.values())
+    for make in (lambda: cls.fn(*tensors, **kwargs), lambda: cls(**kwargs)):
         with pytest.raises((ValueError, TypeError)) as info:
             make()
         errors.append(info.value)
@@ -110,6 +113,13 @@ def test_boolean_options_refuse_strings(cls, option):
     assert f"Argument `{option}` must be True or False" in str(from_cls) == str(from_fn)
 
 
+@pytest.mark.parametrize("cls", [c for c in CLASSES if "skip_empty_lists" in inspect.signature(c.__init__).parameters],
+                         ids=_id)
+def test_skip_empty_lists_refuses_strings(cls):
+    with pytest.raises(TypeError, match="Argument `skip_empty_lists` must be True or False"):
+        cls(skip_empty_lists="False")
+
+
 @pytest.mark.parametrize("cls, option", [(c, o) for c, o in OPTIONS if (c.__name__, o) not in CLASS_ONLY], ids=_id)
 def test_class_checks_only_through_the_spec(cls, option, monkeypatch):
     """With the spec's checks switched off, no bad value is refused."""
@@ -127,7 +137,7 @@ def _inputs(loss):
     if type(loss).__module__.startswith(segmentation.__name__):
         channels = 1 if loss._options["mode"] == "binary" else 3
         return np.zeros((2, 4, 4), "float32"), np.full((2, 4, 4, channels), 1.0 / channels, "float32")
-    if type(loss).__module__ == ranking.__name__:
+    if type(loss).__module__.startswith(ranking.__name__):
         return np.array([[2.0, 0.0, 1.0, -1.0]] * 2, "float32"), rng.normal(size=(2, 4)).astype("float32")
     if name == "CoralLoss":
         return np.arange(4, dtype="float32"), rng.normal(size=(4, 4)).astype("float32")

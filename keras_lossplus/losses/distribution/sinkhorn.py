@@ -67,7 +67,7 @@ def _first_iteration(cost: Tensor, log_a: Tensor, log_b: Tensor, epsilon: float)
     mass: every row and column then holds a 0), which changes the
     potentials by constants and not the plan, and the first iteration
     returns `log P` itself, whose entries that matter are `O(log B)`; the
-    later iterations start from it (`_iterations`). Entries of a row or
+    later iterations start from it (`_sinkhorn_steps`). Entries of a row or
     column without mass are exactly `_LOG_ZERO` (and no entry is below it,
     so that no `logsumexp` sees only `-inf`)."""
     rows, cols = log_a > 0.5 * _LOG_ZERO, log_b > 0.5 * _LOG_ZERO
@@ -88,7 +88,7 @@ def _first_iteration(cost: Tensor, log_a: Tensor, log_b: Tensor, epsilon: float)
     return log_plan + ops.expand_dims(log_a - ops.logsumexp(log_plan, axis=1), 1)
 
 
-def _iterations(log_plan: Tensor, log_a: Tensor, log_b: Tensor, count: int) -> Tensor:
+def _sinkhorn_steps(log_plan: Tensor, log_a: Tensor, log_b: Tensor, count: int) -> Tensor:
     """`count` log-domain iterations from the log plan `log_plan` (whose
     rows hold the masses `a`): the potentials `u`, `v` from 0 as the loop's
     state (POT's `sinkhorn_log` on the log kernel `log_plan`), then absorbed
@@ -124,9 +124,9 @@ def _sinkhorn_log_plan(cost: Tensor, log_a: Tensor, log_b: Tensor, epsilon: floa
     log_plan = _first_iteration(cost, log_a, log_b, epsilon)
     blocks, rest = divmod(max_iter - 1, _BLOCK)
     if blocks:
-        log_plan = ops.fori_loop(0, blocks, lambda _, plan: _iterations(plan, log_a, log_b, _BLOCK), log_plan)
+        log_plan = ops.fori_loop(0, blocks, lambda _, plan: _sinkhorn_steps(plan, log_a, log_b, _BLOCK), log_plan)
     if rest:
-        log_plan = _iterations(log_plan, log_a, log_b, rest)
+        log_plan = _sinkhorn_steps(log_plan, log_a, log_b, rest)
     return ops.stop_gradient(log_plan)
 
 

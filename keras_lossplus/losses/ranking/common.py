@@ -109,14 +109,14 @@ def _drop_unit_item_axis(y_true: Tensor, y_pred: Tensor) -> tuple:
     return y_true, y_pred
 
 
-def _shape(x: Any) -> tuple:
+def _static_shape(x: Any) -> tuple:
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
 
 def list_shape(y_true: Any, y_pred: Any) -> tuple:
     """The static shape `(..., list_size)` of the lists (a trailing unit axis
     of `y_true` or `y_pred` dropped)."""
-    t, p = _shape(y_true), _shape(y_pred)
+    t, p = _static_shape(y_true), _static_shape(y_pred)
     if len(p) == len(t) + 1 >= 3 and p[-1] == 1:
         return t
     if len(t) == len(p) + 1 >= 3 and t[-1] == 1:
