@@ -7,7 +7,7 @@ and retrieval metrics that Keras 3 does not ship, on JAX, TensorFlow and PyTorch
 
 __version__ = "0.1.0"
 
-from keras_lossplus import distances, layers, losses, metrics, miners, ops, reducers, schedules
+from keras_lossplus import causal_lm, distances, layers, losses, metrics, miners, ops, reducers, schedules
 from keras_lossplus.grad_cache import GradCacheModel
 from keras_lossplus.layers.logging import PenaltyLogging, log_penalties
 from keras_lossplus.multi_output import MultiOutputModel, MultiOutputTraining, weighting
@@ -18,6 +18,7 @@ __all__ = [
     "MultiOutputTraining",
     "PenaltyLogging",
     "__version__",
+    "causal_lm",
     "distances",
     "layers",
     "log_penalties",

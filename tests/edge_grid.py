@@ -55,8 +55,17 @@ def public_classes(module) -> list:
     return [getattr(module, n) for n in module.__all__ if inspect.isclass(getattr(module, n))]
 
 
+# Losses whose `y_pred` is not one tensor (the linear cross-entropy's is
+# `(hidden, kernel[, bias])`): the grid and the contract cannot build their
+# inputs, so each has its own module running the same checks (values against
+# Keras, every reduction, XLA, edge cases, half precision, config, errors);
+# their fit-save-reload goes through the layer that owns their kernel.
+OWN_SUITES = {
+    "LinearCrossEntropy": ("tests/losses/language/test_linear_cross_entropy.py", "LanguageModelHead"),
+}
+
 ALL_CLASSES = {
-    "losses": public_classes(klp.losses),
+    "losses": [c for c in public_classes(klp.losses) if c.__name__ not in OWN_SUITES],
     "layers": public_classes(klp.layers),
     "weighting": public_classes(klp.weighting),
 }
@@ -132,6 +141,8 @@ LAYER_KINDS = {
     "DecorrelationPenalty": "activations", "ElasticNetPenalty": "activations", "L1Penalty": "activations",
     "L2Penalty": "activations", "OrthogonalityPenalty": "activations", "VarianceCovariancePenalty": "activations",
     "KLSparsityPenalty": "rates", "EntropyPenalty": "probabilities",
+    "LanguageModelHead": "lm_head",  # its fused loss of (hidden, labels) against its own kernel
+    "ZLossPenalty": "logits", "RouterZLossPenalty": "logits", "LoadBalancingPenalty": "logits",
     "PenaltyLayer": "abstract",
 }
 
@@ -159,6 +170,8 @@ MEANINGLESS = {
     "activations": "penalty layers: L1, KL-sparsity, entropy and orthogonality (normalized) are computed at 1e30; "
                    "the quadratic ones (L2, elastic net, decorrelation, variance-covariance, center, Gaussian KL) "
                    "refuse 1e30 (REFUSED_BY_LAYERS); heads and proxy layers normalize: computed",
+    "logits": "1e30 logits: the z-losses (squares of log-sum-exp) refuse them (REFUSED_BY_LAYERS); load "
+              "balancing (softmax, top-k) computes them",
     "boxes": "1e30 coordinates: computed (finite value and gradient): each pair of boxes whose coordinates pass "
              "2^24 is divided by a power of two (exact: the values are those of the unscaled formula) before any "
              "area or square, and eps by its square",
@@ -190,6 +203,7 @@ REFUSED_BY_LAYERS = {
                     _HUGE_INPUTS),
     "CenterPenalty": dict.fromkeys(_HUGE_INPUTS, "embeddings"),
     "GaussianSampling": dict.fromkeys(_HUGE_INPUTS, "z_mean"),
+    **dict.fromkeys(["ZLossPenalty", "RouterZLossPenalty"], _HUGE_INPUTS),
 }
 EAGER = BACKEND not in XLA_BACKENDS
 
@@ -495,6 +509,10 @@ def make_layer(cls, **kwargs):
         return cls(num_classes=NUM_CLASSES, **kwargs)
     if name == "CoralOutput":
         return cls(num_classes=5, **kwargs)
+    if name == "LanguageModelHead":
+        return cls(vocabulary_size=NUM_CLASSES, **kwargs)
+    if name == "LoadBalancingPenalty":  # layer_edges' dim: 3 experts
+        return cls(num_experts=3, **kwargs)
     if name == "CrossBatchMemory":
         return cls(klp.losses.TripletLoss(dtype=kwargs.get("dtype")), memory_size=8, **kwargs)
     return cls(**kwargs)
@@ -508,13 +526,13 @@ def layer_edges(kind: str, batch: int = 6, dim: int = 3) -> Dict[str, tuple]:
     labels = (np.arange(batch) % NUM_CLASSES).astype("float32")
     alt = _alternating(x.shape)
     edges = {"random": (labels, x)}
-    if kind in ("head", "proxy_head", "center", "memory", "activations", "gaussian"):
+    if kind in ("head", "lm_head", "proxy_head", "center", "memory", "activations", "gaussian"):
         edges["zero_vectors"] = (labels, np.zeros_like(x))
         edges["identical_rows"] = (labels, np.ones_like(x))
         for s in HUGE:
             edges[f"inputs_pm{s:g}"] = (labels, s * alt)
             edges[f"inputs_x{s:g}"] = (labels, s * x)
-        if kind in ("head", "center", "memory"):
+        if kind in ("head", "lm_head", "center", "memory"):
             edges["single_class"] = (np.zeros_like(labels), x)
     if kind == "rates":
         u = rng.uniform(size=x.shape).astype("float32")
@@ -524,6 +542,12 @@ def layer_edges(kind: str, batch: int = 6, dim: int = 3) -> Dict[str, tuple]:
         p = np.full(x.shape, 1.0 / dim, "float32")
         edges = {"uniform": (labels, p), "probs_exact_one_hot": (labels, np.eye(dim, dtype="float32")[labels.astype(int) % dim]),
                  "probs_zero": (labels, np.zeros_like(p))}
+    if kind == "logits":  # output or router logits (z-losses, load balancing): ties, +-100, 1e4, 1e30
+        edges["equal_logits"] = (labels, np.zeros_like(x))
+        edges["equal_logits_1e4"] = (labels, np.full_like(x, 1e4))
+        for s in HUGE:
+            edges[f"inputs_pm{s:g}"] = (labels, s * alt)
+            edges[f"inputs_x{s:g}"] = (labels, s * x)
     return edges
 
 
@@ -537,6 +561,8 @@ def layer_function(layer, kind: str) -> Callable:
         return lambda labels, x: ops.sum(layer([x, ops.cast(labels, "int32")], training=True))
     if kind == "proxy_head":
         return lambda labels, x: ops.sum(layer(x))
+    if kind == "lm_head":  # the loss it adds in fit (labels: the next tokens)
+        return lambda labels, x: layer.compute_head_loss(x, ops.cast(labels, "int32"))
     if kind == "center":
         return lambda labels, x: layer.penalty((x, layer._one_hot(ops.cast(labels, "int32"), "float32")))
     if kind == "memory":  # the batch against the queue that build_layer filled

@@ -6,6 +6,10 @@ inputs and on a batch of one. The table and the input makers are in
 `tests/edge_grid.py`; one compiled function per (class, shape, dtype)
 serves every edge case of that shape."""
 
+import pathlib
+
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -13,8 +17,8 @@ import keras
 import keras_lossplus as klp
 from tests.backend_utils import to_numpy
 from tests.edge_grid import (
-    ALL_CLASSES, HALF, LAYER_KINDS, LOSS_KINDS, REFUSED, REFUSED_BY_LAYERS, TASK_LOSSES, TASKS, WEIGHTING_KINDS,
-    GridRun, as_tensor, build_layer, check, compiled_value_and_grad, contract_cases, layer_edges, layer_function,
+    ALL_CLASSES, HALF, LAYER_KINDS, LOSS_KINDS, OWN_SUITES, REFUSED, REFUSED_BY_LAYERS, TASK_LOSSES, TASKS,
+    WEIGHTING_KINDS, GridRun, as_tensor, build_layer, check, compiled_value_and_grad, contract_cases, layer_edges, layer_function,
     loss_edges, make_layer, task_gradients,
 )
 
@@ -43,6 +47,15 @@ def test_every_public_class_has_an_entry_in_the_table():
     assert set(REFUSED) <= set(LOSS_KINDS) and set(REFUSED_BY_LAYERS) <= set(LAYER_KINDS)
     without_case = [c.__name__ for c in ALL_CLASSES["losses"] if c not in FIRST_CASE]
     assert not without_case, f"public losses without a contract LossCase: {without_case}"
+
+
+def test_losses_with_their_own_suite_have_it():
+    """The losses left out of the grid (`OWN_SUITES`) are public, have their
+    own test module, and are saved through a public layer."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    for name, (module, layer) in OWN_SUITES.items():
+        assert name in klp.losses.__all__ and (root / module).is_file(), (name, module)
+        assert layer in klp.layers.__all__, f"{name} is saved through klp.layers.{layer}, which is not public"
 
 
 # ------------------------------------------------------------------ losses

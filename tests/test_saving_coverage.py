@@ -60,9 +60,17 @@ def _layer_model(cls, rng):
         model = keras.Model([inputs, label_input], out)
         arrays = {"x0": x, "x1": labels, "y": labels}
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    elif name == "LanguageModelHead":  # the endpoint pattern: targets are an input, the loss is the layer's
+        label_input = keras.Input((), dtype="int32")
+        model = keras.Model([inputs, label_input], cls(vocabulary_size=4)(h, label_input))
+        arrays, loss = {"x0": x, "x1": labels, "y": labels}, None
     elif name == "GaussianSampling":
         z = cls(seed=1)([h, keras.layers.Dense(3)(inputs)])
         model = keras.Model(inputs, keras.layers.Dense(1)(z))
+        arrays, loss = {"x": x, "y": rng.normal(size=(n, 1)).astype("float32")}, "mse"
+    elif LAYER_KINDS[name] == "logits":  # z-losses and load balancing on the Dense's logits (3 experts)
+        layer = cls(num_experts=3, factor=0.1) if name == "LoadBalancingPenalty" else cls(factor=0.1)
+        model = keras.Model(inputs, keras.layers.Dense(1)(layer(h)))
         arrays, loss = {"x": x, "y": rng.normal(size=(n, 1)).astype("float32")}, "mse"
     elif name == "CoralOutput":
         model = keras.Model(inputs, cls(num_classes=5)(h))

@@ -10,6 +10,13 @@ from keras_lossplus.layers.base import PenaltyLayer
 from keras_lossplus.layers.center import CenterPenalty
 from keras_lossplus.layers.logging import penalty_layers
 from keras_lossplus.layers.memory import CrossBatchMemory
+from keras_lossplus.layers.moe import (
+    LoadBalancingPenalty,
+    RouterZLossPenalty,
+    ZLossPenalty,
+    load_balancing_loss,
+    z_loss,
+)
 from keras_lossplus.layers.penalties import (
     DecorrelationPenalty,
     ElasticNetPenalty,
@@ -23,6 +30,7 @@ from keras_lossplus.layers.penalties import (
 from keras_lossplus.layers.sampling import GaussianSampling, gaussian_kl
 
 from keras_lossplus.layers.heads import ArcFace, CosFace, ProxyAnchor, ProxyNCA, SubCenterArcFace
+from keras_lossplus.layers.language_model import LanguageModelHead
 
 __all__ = [
     "ArcFace",
@@ -37,13 +45,19 @@ __all__ = [
     "EntropyPenalty",
     "GaussianSampling",
     "KLSparsityPenalty",
+    "LanguageModelHead",
     "L1Penalty",
     "L2Penalty",
+    "LoadBalancingPenalty",
     "OrthogonalityPenalty",
     "PenaltyLayer",
+    "RouterZLossPenalty",
     "VarianceCovariancePenalty",
+    "ZLossPenalty",
     "gaussian_kl",
+    "load_balancing_loss",
     "penalty_layers",
+    "z_loss",
 ]
 
 # Output layers of the ordinal losses (`keras_lossplus.losses.ordinal`).

@@ -10,6 +10,7 @@ per-list functions.
 >>> metric = klp.metrics.RecallAtK(k=5)
 """
 
+from keras_lossplus.metrics.language import Perplexity, TokenAccuracy
 from keras_lossplus.metrics.classes import MAPAtR, NDCGAtK, PrecisionAtOne, RecallAtK, RPrecision
 from keras_lossplus.metrics.ranking import (
     dcg, mean_average_precision, mean_reciprocal_rank, ndcg, precision_at_k, ranking_recall_at_k,
@@ -40,6 +41,9 @@ __all__ = [
     "NDCG",
     "PrecisionAtK",
     "RankingRecallAtK",
+    # language models, without the logits
+    "Perplexity",
+    "TokenAccuracy",
     "dcg",
     "mean_average_precision",
     "mean_reciprocal_rank",

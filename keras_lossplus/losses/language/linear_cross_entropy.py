@@ -39,8 +39,11 @@ OPTIONS = Options(
 )
 
 
-def _as_tensor(x: Any) -> Tensor:
-    return x if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)
+def _read(x: Any) -> Tensor:
+    """A tensor of `x`; a variable is read (TensorFlow's `convert_to_tensor`
+    returns the variable itself, which `tf.custom_gradient` refuses)."""
+    x = ops.convert_to_tensor(x)
+    return ops.cast(x, keras.backend.standardize_dtype(x.dtype))
 
 
 def _check_inputs(y_true: Any, hidden: Any, kernel: Any, bias: Any, transpose_kernel: bool,
@@ -50,7 +53,7 @@ def _check_inputs(y_true: Any, hidden: Any, kernel: Any, bias: Any, transpose_ke
     if not keras.backend.is_float_dtype(hidden_dtype):
         raise TypeError("Argument `hidden` must be a floating-point tensor (the hidden states). "
                         f"Received: hidden with dtype={hidden_dtype}")
-    hidden, kernel = ops.convert_to_tensor(hidden), ops.convert_to_tensor(kernel)
+    hidden, kernel = _read(hidden), _read(kernel)
     y_true = ops.convert_to_tensor(y_true)
     if len(kernel.shape) != 2:
         raise ValueError(f"`kernel` must be a matrix, (D, V) (or (V, D) with `transpose_kernel=True`). "
@@ -67,7 +70,7 @@ def _check_inputs(y_true: Any, hidden: Any, kernel: Any, bias: Any, transpose_ke
     if "float" in keras.backend.standardize_dtype(y_true.dtype):
         raise TypeError(f"`y_true` must hold integer token ids. Received: y_true.dtype={y_true.dtype}")
     if bias is not None:
-        bias = ops.convert_to_tensor(bias)
+        bias = _read(bias)
         if tuple(bias.shape) != (vocabulary,):
             raise ValueError(f"`bias` must have shape (V,) = ({vocabulary},). Received: bias.shape={tuple(bias.shape)}")
     if klp_backend.is_concrete(y_true):

@@ -325,3 +325,56 @@ def test_bad_inputs_are_refused_naming_them(rng):
         loss(y, (h, w, b[:-1]))
     with pytest.raises(ValueError, match="`y_pred` must be `\\(hidden, kernel\\)`"):
         loss(y, h)
+
+
+# ------------------------------------------------------------------ peers, side by side
+
+
+def test_per_token_values_equal_optax(rng):
+    """optax's `softmax_cross_entropy_with_integer_labels` on the logits."""
+    optax = pytest.importorskip("optax")
+    y, h, w, b = _inputs(rng)
+    logits = h.astype("float64") @ w.astype("float64") + b
+    want = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    _assert_close(to_numpy(linear_cross_entropy(y, h, w, b, chunk_size=4)), want)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_equals_torch_cross_entropy_as_liger_and_cut_cross_entropy_define_it(reduction, label_smoothing, rng):
+    """Liger-Kernel's `LigerFusedLinearCrossEntropyLoss` and Apple's Cut
+    Cross-Entropy (Triton, GPU only) are defined as
+    `torch.nn.functional.cross_entropy(input @ weight.T + bias, target,
+    ignore_index=-100, label_smoothing=..., reduction=...)` on a `(V, D)`
+    weight: that reference, side by side, with `transpose_kernel=True`,
+    `ignore_class=-100`, and torch's "mean" (over the kept tokens) as Keras'
+    "sum_over_batch_size"."""
+    torch = pytest.importorskip("torch")
+    y, h, w, b = _inputs(rng)
+    y[0, :2] = -100
+    weight = np.ascontiguousarray(w.T)  # (V, D), as Liger / CCE take it
+    want = torch.nn.functional.cross_entropy(
+        torch.from_numpy(h.reshape(-1, D)).double() @ torch.from_numpy(weight).double().T + torch.from_numpy(b).double(),
+        torch.from_numpy(y.reshape(-1)).long(), ignore_index=-100, label_smoothing=label_smoothing,
+        reduction=reduction).numpy()
+    keras_reduction = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}[reduction]
+    got = LinearCrossEntropy(ignore_class=-100, label_smoothing=label_smoothing, transpose_kernel=True,
+                             reduction=keras_reduction)(y, (h, weight, b))
+    _assert_close(np.reshape(to_numpy(got), np.shape(want)), want)
+
+
+def test_kernel_and_bias_as_keras_variables(rng):
+    """Eagerly, the gradient reaches the variables (TensorFlow's custom
+    gradient refuses a variable passed as a tensor)."""
+    y, h, w, b = _inputs(rng)
+    kernel, bias = keras.Variable(w), keras.Variable(b)
+    want = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, keras.ops.matmul(h, w) + b)
+    _assert_close(to_numpy(LinearCrossEntropy()(y, (h, kernel, bias))), to_numpy(want))
+    _assert_close(to_numpy(keras.ops.sum(linear_cross_entropy(y, h, kernel, bias))) / (N * T), to_numpy(want))
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = LinearCrossEntropy()(y, (h, kernel, bias))
+        grads = tape.gradient(value, [kernel.value, bias.value])
+        assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
