@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 LIBRARIES = ("keras", "jax", "tensorflow", "torch", "optax", "numpy")
 # environment variables that change what the suites run (`report.py --quick` sets them)
 KNOBS = ("METRIC_BENCH_BATCH_SIZES", "METRIC_BENCH_PML_MAX_B", "SEGMENTATION_BENCH_SIZES",
-         "TRAIN_STEP_BENCH_BLOCKS")
+         "TRAIN_STEP_BENCH_BLOCKS", "LINEAR_CE_BENCH_SIZES")
 
 
 def library_versions() -> dict:

@@ -158,3 +158,17 @@ def own_variables(layer: keras.layers.Layer) -> list:
 def seed_generators(layer: keras.layers.Layer) -> list:
     """The `keras.random.SeedGenerator`s a layer itself tracks (`Layer._seed_generators`, Keras >= 3.0)."""
     return list(layer._seed_generators)
+
+
+def producing_call(tensor: Any) -> Optional[tuple]:
+    """`(layer, inputs, kwargs)` of the layer call that produced a symbolic
+    `KerasTensor` of a functional model (its `_keras_history` and the layer's
+    `_inbound_nodes`, Keras >= 3.0): the layer, the `KerasTensor`s it was
+    called on, and the call's keyword arguments; `None` for a tensor without
+    history."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    layer, node_index, _ = history
+    node = layer._inbound_nodes[node_index]
+    return layer, list(node.arguments.keras_tensors), dict(node.arguments.kwargs)

@@ -54,6 +54,18 @@ def test_overridden_layer_methods_exist():
         assert list(inspect.signature(method).parameters) == ["self"], name
 
 
+def test_producing_call_reads_a_functional_graph():
+    x = keras.Input((3,))
+    dense = keras.layers.Dense(2)
+    h = dense(x)
+    layer, inputs, kwargs = ki.producing_call(h)
+    assert layer is dense and len(inputs) == 1 and inputs[0] is x and kwargs == {}
+    embedding = keras.layers.ReversibleEmbedding(5, 2)
+    out = embedding(h, reverse=True)
+    assert ki.producing_call(out)[0] is embedding and ki.producing_call(out)[2] == {"reverse": True}
+    assert ki.producing_call(keras.ops.ones((2,))) is None
+
+
 def test_keras_mask_round_trip():
     x = keras.ops.ones((2, 3))
     assert ki.get_keras_mask(x) is None

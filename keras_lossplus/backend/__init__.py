@@ -24,9 +24,9 @@ def is_concrete(x: Any) -> bool:
     symbolic or traced tensor inside a compiled function; value checks that
     raise can only run on concrete tensors.
 
-    Example:
-    >>> is_concrete(keras.ops.ones((2,)))
-    True
+    Examples:
+        >>> is_concrete(keras.ops.ones((2,)))
+        True
     """
     if isinstance(x, keras.KerasTensor):
         return False
@@ -117,10 +117,10 @@ def map_chunks(body: Callable, steps: Any, accumulators: tuple, outputs: tuple) 
     the buffers in place, so that only one step's intermediates are alive;
     eager torch runs a Python loop and stacks the outputs.
 
-    Example:
-    >>> acc, (out,) = map_chunks(lambda i, a: (a + 1.0, (a * 2.0,)), 3, 0.0, (keras.ops.zeros((3,)),))
-    >>> [float(v) for v in keras.ops.convert_to_numpy(out)]
-    [0.0, 2.0, 4.0]
+    Examples:
+        >>> acc, (out,) = map_chunks(lambda i, a: (a + 1.0, (a * 2.0,)), 3, 0.0, (keras.ops.zeros((3,)),))
+        >>> [float(v) for v in keras.ops.convert_to_numpy(out)]
+        [0.0, 2.0, 4.0]
     """
     own = getattr(_module(), "map_chunks", None)
     if own is not None:
@@ -137,6 +137,44 @@ def map_chunks(body: Callable, steps: Any, accumulators: tuple, outputs: tuple) 
         return acc, bufs
 
     return ops.fori_loop(0, steps, step, (accumulators, tuple(outputs)))
+
+
+def add_matmul(acc: Any, a: Any, b: Any, axis: int, block: int) -> Any:
+    """`acc + a @ b` for a large accumulator `acc` (a kernel gradient,
+    `(D, V)` or `(V, D)`), without an `a @ b` temporary of `acc`'s size:
+    eager torch adds in place (`addmm_`; `acc` must be a buffer the caller
+    owns); JAX and TensorFlow add `block` entries of `acc`'s `axis` at a
+    time (a compiled loop writing each block in place; the last block is
+    aligned to the end and masked where it overlaps the one before).
+
+    Examples:
+        >>> a, b = keras.ops.ones((2, 3)), keras.ops.ones((3, 5))
+        >>> out = add_matmul(keras.ops.zeros((2, 5)), a, b, axis=1, block=2)
+        >>> keras.ops.convert_to_numpy(out).tolist()[0]
+        [3.0, 3.0, 3.0, 3.0, 3.0]
+    """
+    own = getattr(_module(), "add_matmul", None)
+    if own is not None:
+        return own(acc, a, b)
+    ops = keras.ops
+    size = acc.shape[axis]
+    if size <= block:
+        return acc + ops.matmul(a, b)
+    blocks = -(-size // block)
+    other = acc.shape[1 - axis]
+
+    def step(j: Any, total: Any) -> Any:
+        start = ops.minimum(j * block, size - block)
+        fresh = ops.cast(ops.arange(block) + start >= j * block, acc.dtype)  # the entries not added yet
+        if axis == 1:
+            part = ops.matmul(a, ops.slice(b, [0, start], [b.shape[0], block]) * fresh)
+            corner, shape = [0, start], [other, block]
+        else:
+            part = ops.matmul(ops.slice(a, [start, 0], [block, a.shape[1]]) * ops.expand_dims(fresh, -1), b)
+            corner, shape = [start, 0], [block, other]
+        return ops.slice_update(total, corner, ops.slice(total, corner, shape) + part)
+
+    return ops.fori_loop(0, blocks, step, acc)
 
 
 def miner_kernel(name: str) -> Optional[Callable]:

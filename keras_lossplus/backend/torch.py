@@ -143,5 +143,11 @@ def map_chunks(body: Any, steps: Any, accumulators: Any, outputs: Any) -> Any:
     for i in range(int(steps)):
         accumulators, chunk = body(i, accumulators)
         chunks.append(chunk)
-    stacked = tuple(torch.stack([c[k] for c in chunks]).to(outputs[k].dtype) for k in range(len(outputs)))
+    stacked = tuple(torch.stack([torch.as_tensor(c[k], device=outputs[k].device) for c in chunks]).to(outputs[k].dtype)
+                    for k in range(len(outputs)))
     return accumulators, stacked
+
+
+def add_matmul(acc: Any, a: Any, b: Any) -> Any:
+    """In place: `acc += a @ b` (no temporary of `acc`'s size)."""
+    return acc.addmm_(a, b)

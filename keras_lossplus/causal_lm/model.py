@@ -28,6 +28,7 @@ from keras import ops
 
 from keras_lossplus import keras_internals
 from keras_lossplus.layers.language_model import LanguageModelHead
+from keras_lossplus.losses.language.linear_cross_entropy import cross_entropy_from_logits, token_weights
 from keras_lossplus.losses.options import flag
 from keras_lossplus.metrics.language import Perplexity, TokenAccuracy
 
@@ -54,11 +55,11 @@ def output_embedding(causal_lm: Any) -> tuple:
     outputs = getattr(causal_lm, "outputs", None) or []
     ok = len(outputs) == 1
     if ok:
-        layer, node_index, _ = outputs[0]._keras_history
-        node = layer._inbound_nodes[node_index]
-        args = node.arguments.keras_tensors
-        ok = (layer is embedding and node.arguments.kwargs.get("reverse") is True and len(args) == 1
-              and args[0]._keras_history[0] is backbone)
+        call = keras_internals.producing_call(outputs[0])
+        ok = call is not None and call[0] is embedding and call[2].get("reverse") is True and len(call[1]) == 1
+        if ok:
+            before = keras_internals.producing_call(call[1][0])
+            ok = before is not None and before[0] is backbone
     if not ok:
         raise ValueError(
             "Argument `causal_lm`: its output must be `backbone.token_embedding(backbone(inputs), reverse=True)` "
@@ -180,35 +181,15 @@ class FusedCausalLM(keras.Model):
         tokens Keras' `sum_over_batch_size` divides by (all, or the
         non-ignored ones)."""
         ignore = self.head.loss_options["ignore_class"]
-        w = ops.ones(ops.shape(y), "float32")
-        count = ops.cast(ops.size(y), "float32")
-        if ignore is not None:
-            valid = ops.cast(ops.not_equal(y, ignore), "float32")
-            w, count = w * valid, ops.sum(valid)
-        if sample_weight is not None:
-            sw = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
-            while len(sw.shape) > len(y.shape) and sw.shape[-1] == 1:
-                sw = ops.squeeze(sw, -1)
-            while len(sw.shape) < len(y.shape):
-                sw = ops.expand_dims(sw, -1)
-            w = w * sw
-        return w, count
+        w = token_weights(y, sample_weight, ignore)
+        if ignore is None:
+            return w, ops.cast(ops.size(y), "float32")
+        return w, ops.sum(token_weights(y, None, ignore))
 
     def _logits_losses(self, y: Tensor, logits: Tensor) -> Tensor:
         """Per-token losses from (soft-capped) logits, the fused loss's formula."""
         o = self.head.loss_options
-        s = ops.cast(logits, "float32")
-        vocabulary = s.shape[-1]
-        ignore = o["ignore_class"]
-        labels = ops.cast(y if ignore is None else ops.where(ops.equal(y, ignore), 0, y), "int32")
-        lse = ops.logsumexp(s, axis=-1)
-        picked = ops.take_along_axis(s, ops.expand_dims(labels, -1), axis=-1)[..., 0]
-        loss = lse - (1.0 - o["label_smoothing"]) * picked
-        if o["label_smoothing"]:
-            loss = loss - o["label_smoothing"] / vocabulary * ops.sum(s, axis=-1)
-        if o["z_loss"]:
-            loss = loss + o["z_loss"] * ops.square(lse)
-        return loss
+        return cross_entropy_from_logits(y, logits, o["ignore_class"], o["label_smoothing"], o["z_loss"])
 
     def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None,
                      training: bool = True) -> Tensor:

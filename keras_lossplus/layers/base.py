@@ -100,8 +100,45 @@ def as_float32(x: Tensor) -> Tensor:
     return x if keras.backend.standardize_dtype(x.dtype) == dtype else ops.cast(x, dtype)
 
 
+class ReplicaLosses:
+    """A layer mix-in that keeps its `add_loss` terms per replica.
+
+    Under tf.distribute the replicas run the same layer objects in threads
+    that take turns at each collective (the gather of a batch-level loss or
+    penalty, a global count). Keras keeps add_loss terms in one list per
+    layer and clears it when a replica's forward pass starts, so a replica
+    that resumes after a collective would read another replica's terms.
+    """
+
+    def add_loss(self, loss: Any) -> None:
+        replica = klp_backend.replica_id()
+        if replica is None:
+            return super().add_loss(loss)
+        self._replica_losses().setdefault(replica, []).extend(tree.flatten(loss))
+
+    # _get_own_losses / _clear_losses are private Keras methods: listed, and pinned by a test, in
+    # keras_lossplus.keras_internals.OVERRIDDEN_LAYER_METHODS
+    def _get_own_losses(self) -> list:
+        own = super()._get_own_losses()
+        replica = klp_backend.replica_id()
+        return own if replica is None else own + list(self._replica_losses().get(replica, []))
+
+    def _clear_losses(self) -> None:
+        super()._clear_losses()
+        replica = klp_backend.replica_id()
+        if replica is not None:
+            self._replica_losses().pop(replica, None)
+
+    def _replica_losses(self) -> dict:
+        store = self.__dict__.get("_klp_replica_losses")
+        if store is None:  # an untracked attribute: Keras' tracker would wrap a dict set the usual way
+            store = {}
+            object.__setattr__(self, "_klp_replica_losses", store)
+        return store
+
+
 @register
-class PenaltyLayer(keras.layers.Layer):
+class PenaltyLayer(ReplicaLosses, keras.layers.Layer):
     """Base of the layers that add a penalty to the loss with `add_loss`.
 
     Subclasses implement `penalty(inputs) -> scalar` (computed in float32)
@@ -164,36 +201,6 @@ class PenaltyLayer(keras.layers.Layer):
         self.penalty_value.assign(ops.stop_gradient(value))
         self.after_penalty(inputs, training)
         return outputs
-
-    # Under tf.distribute the replicas run the same layer objects in threads that take turns at each
-    # collective (the gather of a batch-level loss or penalty). Keras keeps add_loss terms in one list
-    # per layer and clears it when a replica's forward pass starts, so a replica that resumes after a
-    # collective would read another replica's terms. A penalty layer keeps them per replica instead.
-    def add_loss(self, loss: Any) -> None:
-        replica = klp_backend.replica_id()
-        if replica is None:
-            return super().add_loss(loss)
-        self._replica_losses().setdefault(replica, []).extend(tree.flatten(loss))
-
-    # _get_own_losses / _clear_losses are private Keras methods: listed, and pinned by a test, in
-    # keras_lossplus.keras_internals.OVERRIDDEN_LAYER_METHODS
-    def _get_own_losses(self) -> list:
-        own = super()._get_own_losses()
-        replica = klp_backend.replica_id()
-        return own if replica is None else own + list(self._replica_losses().get(replica, []))
-
-    def _clear_losses(self) -> None:
-        super()._clear_losses()
-        replica = klp_backend.replica_id()
-        if replica is not None:
-            self._replica_losses().pop(replica, None)
-
-    def _replica_losses(self) -> dict:
-        store = self.__dict__.get("_klp_replica_losses")
-        if store is None:  # an untracked attribute: Keras' tracker would wrap a dict set the usual way
-            store = {}
-            object.__setattr__(self, "_klp_replica_losses", store)
-        return store
 
     def _replica_inputs(self, inputs: Any) -> tuple:
         """`(inputs, replicas)`: under `tf.distribute`, a batch-level

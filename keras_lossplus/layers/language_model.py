@@ -31,7 +31,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lossplus.layers.base import register
+from keras_lossplus import backend as klp_backend
+from keras_lossplus.layers.base import ReplicaLosses, register
 from keras_lossplus.losses.language import LinearCrossEntropy, linear_argmax, linear_cross_entropy
 from keras_lossplus.losses.options import check_number
 
@@ -89,7 +90,7 @@ def _check_tied_embedding(layer: Any) -> Any:
 
 
 @register
-class LanguageModelHead(keras.layers.Layer):
+class LanguageModelHead(ReplicaLosses, keras.layers.Layer):
     r"""Output layer of a language model trained with the fused linear
     cross-entropy: adds the loss in `fit` without building the logits,
     returns the logits at inference.
@@ -136,20 +137,20 @@ class LanguageModelHead(keras.layers.Layer):
             bias_regularizer: Of the owned kernel and bias, as in `Dense`.
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
-    Example:
-    >>> import numpy as np
-    >>> tokens = keras.Input((None,), dtype="int32")
-    >>> targets = keras.Input((None,), dtype="int32")
-    >>> mask = keras.Input((None,))
-    >>> hidden = keras.layers.Embedding(100, 16)(tokens)
-    >>> head = LanguageModelHead(100)
-    >>> train = keras.Model([tokens, targets, mask], head(hidden, targets, sample_weight=mask))
-    >>> infer = keras.Model(tokens, head(hidden))
-    >>> train.compile(optimizer="adam", loss=None)
-    >>> ids = np.random.default_rng(0).integers(0, 100, (4, 9))
-    >>> _ = train.fit([ids[:, :-1], ids[:, 1:], np.ones((4, 8))], epochs=1, verbose=0)
-    >>> tuple(infer.predict(ids[:, :-1], verbose=0).shape)
-    (4, 8, 100)
+    Examples:
+        >>> import numpy as np
+        >>> tokens = keras.Input((None,), dtype="int32")
+        >>> targets = keras.Input((None,), dtype="int32")
+        >>> mask = keras.Input((None,))
+        >>> hidden = keras.layers.Embedding(100, 16)(tokens)
+        >>> head = LanguageModelHead(100)
+        >>> train = keras.Model([tokens, targets, mask], head(hidden, targets, sample_weight=mask))
+        >>> infer = keras.Model(tokens, head(hidden))
+        >>> train.compile(optimizer="adam", loss=None)
+        >>> ids = np.random.default_rng(0).integers(0, 100, (4, 9))
+        >>> _ = train.fit([ids[:, :-1], ids[:, 1:], np.ones((4, 8))], epochs=1, verbose=0)
+        >>> tuple(infer.predict(ids[:, :-1], verbose=0).shape)
+        (4, 8, 100)
 
     Reference:
         Wijmans et al., "Cut Your Losses in Large-Vocabulary Language
@@ -231,7 +232,9 @@ class LanguageModelHead(keras.layers.Layer):
                     shape=(self.vocabulary_size,), initializer=self.bias_initializer,
                     regularizer=self.bias_regularizer, name="bias",
                 )
-        self._loss = LinearCrossEntropy(**self.loss_options, transpose_kernel=self.projection()[2])
+        self._loss = LinearCrossEntropy(  # float64 for a float64 layer, float32 under half precision
+            **self.loss_options, transpose_kernel=self.projection()[2],
+            dtype="float64" if self.compute_dtype == "float64" else None)
         self.built = True
 
     def projection(self) -> tuple:
@@ -281,7 +284,10 @@ class LanguageModelHead(keras.layers.Layer):
         if targets is None:
             return self.compute_logits(hidden)
         loss = self.compute_head_loss(hidden, targets, sample_weight)
-        self.add_loss(loss * self.loss_weight if self.loss_weight != 1.0 else loss)
+        # under tf.distribute the loss is this replica's share of the global batch's mean (its counts are
+        # global), and Keras divides an add_loss term by the replicas: undone here
+        scale = self.loss_weight * klp_backend.num_replicas()
+        self.add_loss(loss * scale if scale != 1.0 else loss)
         return hidden
 
     def compute_output_spec(self, hidden: Any, targets: Any = None, sample_weight: Any = None,

@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from keras_lossplus.losses.language import linear_argmax, linear_cross_entropy
+from keras_lossplus.losses.language.linear_cross_entropy import class_id, token_weights
 from keras_lossplus.losses.options import Options, chunk_size as chunk_size_check, flag, number, optional
 
 Tensor = Any
@@ -39,16 +40,8 @@ def register(cls: type) -> type:
     return keras.saving.register_keras_serializable(package="keras_lossplus")(cls)
 
 
-def _class_id(name: str, value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Argument `{name}` must be an integer token id or None. Received: {name}={value!r}")
-    return int(value)
-
-
 _OPTIONS = Options(
-    ignore_class=_class_id,
+    ignore_class=class_id,
     logit_soft_cap=optional(number(low=0.0, low_open=True)),
     chunk_size=chunk_size_check,
     transpose_kernel=flag,
@@ -83,17 +76,7 @@ class _TokenMean(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
     def _weights(self, y_true: Tensor, sample_weight: Any) -> Tensor:
-        w = ops.ones(ops.shape(y_true), "float32")
-        if self._options["ignore_class"] is not None:
-            w = w * ops.cast(ops.not_equal(y_true, self._options["ignore_class"]), "float32")
-        if sample_weight is not None:
-            sw = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
-            while len(sw.shape) > len(y_true.shape) and sw.shape[-1] == 1:
-                sw = ops.squeeze(sw, -1)
-            while len(sw.shape) < len(y_true.shape):
-                sw = ops.expand_dims(sw, -1)
-            w = w * sw
-        return w
+        return token_weights(y_true, sample_weight, self._options["ignore_class"])
 
     def _values(self, y_true: Tensor, y_pred: Any) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -140,14 +123,14 @@ class TokenAccuracy(_TokenMean):
         transpose_kernel: Whether the kernel is `(V, D)` (a tied embedding).
         name, dtype: As for every Keras metric.
 
-    Example:
-    >>> import numpy as np
-    >>> h = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
-    >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")  # argmax: 0, 2
-    >>> m = TokenAccuracy()
-    >>> m.update_state(np.array([0, 1]), (h, w))
-    >>> float(m.result())
-    0.5
+    Examples:
+        >>> import numpy as np
+        >>> h = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+        >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")  # argmax: 0, 2
+        >>> m = TokenAccuracy()
+        >>> m.update_state(np.array([0, 1]), (h, w))
+        >>> float(m.result())
+        0.5
 
     Reference:
         Keras' `SparseCategoricalAccuracy` on the logits
@@ -204,12 +187,12 @@ class Perplexity(_TokenMean):
         transpose_kernel: Whether the kernel is `(V, D)` (a tied embedding).
         name, dtype: As for every Keras metric.
 
-    Example:
-    >>> import numpy as np
-    >>> m = Perplexity()
-    >>> m.update_state(np.array([[1, 2]]), np.log(np.array([[2.0, 8.0]], "float32")))  # per-token NLL
-    >>> round(float(m.result()), 4)
-    4.0
+    Examples:
+        >>> import numpy as np
+        >>> m = Perplexity()
+        >>> m.update_state(np.array([[1, 2]]), np.log(np.array([[2.0, 8.0]], "float32")))  # per-token NLL
+        >>> round(float(m.result()), 4)
+        4.0
 
     Reference:
         Jelinek et al., "Perplexity - a measure of the difficulty of speech

@@ -59,7 +59,8 @@ def _errors(cls, **options):
     """The error of the function and of the class on the same options."""
     kwargs = {**_required(cls), **options}
     errors = []
-    tensors = [None] * sum(p.default is p.empty for p in inspect.signature(cls.fn).parameters.values())
+    tensors = [None] * sum(p.default is p.empty and p.name not in kwargs
+                           for p in inspect.signature(cls.fn).parameters.values())
     for make in (lambda: cls.fn(*tensors, **kwargs), lambda: cls(**kwargs)):
         with pytest.raises((ValueError, TypeError)) as info:
             make()

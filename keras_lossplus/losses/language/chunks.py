@@ -29,6 +29,11 @@ from keras_lossplus.ops import compute_dtype
 
 Tensor = Any
 
+# the kernel gradient is accumulated this many entries at a time (16 MiB in
+# float32): a chunk's `h^T G` is never built whole (D x V, 2.3 GiB for
+# Gemma-2-2B's head)
+KERNEL_BLOCK_ELEMENTS = 2**22
+
 # the default chunk holds about this many logits (128 MiB in float32): a
 # chunk of 1024 tokens at V = 32k, 256 at 128k, 128 at Gemma's 256k
 DEFAULT_CHUNK_ELEMENTS = 2**25
@@ -84,7 +89,7 @@ def _chunk_logits(h: Tensor, kernel: Tensor, bias: Tensor, head: Head, dtype: st
     return _capped(z, head.logit_soft_cap)
 
 
-def _loss_terms(s: Tensor, labels: Tensor, head: Head) -> tuple:
+def loss_terms(s: Tensor, labels: Tensor, head: Head) -> tuple:
     """Per-token loss and `(lse, onehot)` for its gradient."""
     vocabulary = s.shape[-1]
     lse = ops.logsumexp(s, axis=-1)
@@ -110,14 +115,26 @@ def _dlogits(s: Tensor, lse: Tensor, onehot: Tensor, slope: Optional[Tensor], co
 
 
 class Prepared(NamedTuple):
-    """The flattened, padded inputs of the chunk loop."""
+    """The padded inputs of the chunk loop, laid out `(chunk, steps, ...)`:
+    chunk `i` holds the rows `a * steps + i` (`a < chunk`), a stride
+    through the whole batch rather than a block of it, so that when the
+    batch axis is sharded (data parallelism) every chunk spans every shard
+    and XLA need not gather the hidden states onto each device."""
 
-    hidden: Tensor  # (steps * chunk, D)
-    labels: Tensor  # (steps * chunk,) int32, ignored / padding tokens 0
-    valid: Tensor  # (steps * chunk,) compute dtype, 0 at ignored and padding tokens
+    hidden: Tensor  # (chunk, steps, D)
+    labels: Tensor  # (chunk, steps) int32, ignored / padding tokens 0
+    valid: Tensor  # (chunk, steps) compute dtype, 0 at ignored and padding tokens
     steps: Any
     chunk: int
     dtype: str
+    count: Any  # the number of tokens, before padding
+
+
+def _laid_out(x: Tensor, pad: Any, chunk: int, steps: Any) -> Tensor:
+    """A flat `(n, ...)` tensor padded to `chunk * steps` rows, as `(chunk, steps, ...)`."""
+    if not isinstance(pad, int) or pad:
+        x = ops.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
+    return ops.reshape(x, (chunk, steps) + tuple(x.shape[1:]))
 
 
 def prepare(y_true: Tensor, hidden: Tensor, kernel: Tensor, head: Head, chunk_size: Optional[int]) -> Prepared:
@@ -134,67 +151,78 @@ def prepare(y_true: Tensor, hidden: Tensor, kernel: Tensor, head: Head, chunk_si
     if head.ignore_class is not None:
         valid = ops.cast(ops.not_equal(labels, head.ignore_class), dtype)
         labels = ops.where(ops.not_equal(labels, head.ignore_class), labels, 0)
-    if not isinstance(pad, int) or pad:
-        h = ops.pad(h, [[0, pad], [0, 0]])
-        labels = ops.pad(labels, [[0, pad]])
-        valid = ops.pad(valid, [[0, pad]])
-    return Prepared(h, labels, valid, steps, chunk, dtype)
+    return Prepared(_laid_out(h, pad, chunk, steps), _laid_out(labels, pad, chunk, steps),
+                    _laid_out(valid, pad, chunk, steps), steps, chunk, dtype, n)
+
+
+def per_chunk(p: Prepared, values: Tensor) -> Tensor:
+    """Per-token values `(n,)` in the loop's layout `(chunk, steps)` (0 at padding)."""
+    return _laid_out(ops.cast(values, p.dtype), p.steps * p.chunk - p.count, p.chunk, p.steps)
+
+
+def per_token(p: Prepared, stacked: Tensor) -> Tensor:
+    """The loop's stacked outputs `(steps, chunk, ...)` back in token order, `(n, ...)`."""
+    rest = tuple(stacked.shape[2:])
+    order = (1, 0) + tuple(range(2, 2 + len(rest)))
+    return ops.reshape(ops.transpose(stacked, order), (-1,) + rest)[: p.count]
 
 
 def _rows(x: Tensor, i: Any, chunk: int) -> Tensor:
-    start = [i * chunk] + [0] * (len(x.shape) - 1)
-    return ops.slice(x, start, [chunk] + list(x.shape[1:]))
+    """Chunk `i` of a `(chunk, steps, ...)` tensor: `(chunk, ...)`."""
+    start = [0, i] + [0] * (len(x.shape) - 2)
+    return ops.squeeze(ops.slice(x, start, [chunk, 1] + list(x.shape[2:])), 1)
 
 
 def token_losses(p: Prepared, kernel: Tensor, bias: Tensor, head: Head) -> Tensor:
-    """Per-token losses `(steps * chunk,)`, 0 at ignored and padding tokens (forward only)."""
+    """Per-token losses `(n,)`, 0 at ignored tokens (forward only)."""
 
     def body(i: Any, acc: Any) -> tuple:
         s, _ = _chunk_logits(_rows(p.hidden, i, p.chunk), kernel, bias, head, p.dtype)
-        loss, _, _ = _loss_terms(s, _rows(p.labels, i, p.chunk), head)
+        loss, _, _ = loss_terms(s, _rows(p.labels, i, p.chunk), head)
         return acc, (loss * _rows(p.valid, i, p.chunk),)
 
     _, (losses,) = klp_backend.map_chunks(body, p.steps, (), (ops.zeros((p.steps, p.chunk), p.dtype),))
-    return ops.reshape(losses, (-1,))
+    return per_token(p, losses)
 
 
 def losses_and_gradients(p: Prepared, kernel: Tensor, bias: Tensor, coef: Tensor, head: Head) -> tuple:
-    """One pass: per-token losses `(steps * chunk,)` and the gradients of
-    `sum(coef * losses)` with respect to the padded hidden states, the
-    kernel and the bias (`dh` in the compute dtype, `dW` and `db`
-    accumulated in it)."""
+    """One pass: per-token losses `(n,)` and the gradients of
+    `sum(coef * losses)` (`coef` in the loop's layout, `per_chunk`) with
+    respect to the hidden states `(n, D)`, the kernel and the bias (`dh` in
+    the compute dtype, `dW` and `db` accumulated in it)."""
     dim, vocabulary = _kernel_dims(kernel, head.transpose_kernel)
     dtype = p.dtype
     mm = kernel.dtype
+    block = max(1, KERNEL_BLOCK_ELEMENTS // max(1, dim))
 
     def body(i: Any, acc: tuple) -> tuple:
         d_kernel, d_bias = acc
         h = _rows(p.hidden, i, p.chunk)
         s, slope = _chunk_logits(h, kernel, bias, head, dtype)
-        loss, lse, onehot = _loss_terms(s, _rows(p.labels, i, p.chunk), head)
+        loss, lse, onehot = loss_terms(s, _rows(p.labels, i, p.chunk), head)
         valid = _rows(p.valid, i, p.chunk)
         g = _dlogits(s, lse, onehot, slope, _rows(coef, i, p.chunk) * valid, head)
         d_hidden = _matmul_kernel_t(ops.cast(g, mm), kernel, head.transpose_kernel)
         h32 = ops.cast(h, dtype)
         if head.transpose_kernel:
-            d_kernel = d_kernel + ops.matmul(ops.transpose(g), h32)
+            d_kernel = klp_backend.add_matmul(d_kernel, ops.transpose(g), h32, 0, block)
         else:
-            d_kernel = d_kernel + ops.matmul(ops.transpose(h32), g)
+            d_kernel = klp_backend.add_matmul(d_kernel, ops.transpose(h32), g, 1, block)
         return (d_kernel, d_bias + ops.sum(g, axis=0)), (loss * valid, d_hidden)
 
     kernel_shape = (vocabulary, dim) if head.transpose_kernel else (dim, vocabulary)
     init = (ops.zeros(kernel_shape, dtype), ops.zeros((vocabulary,), dtype))
     buffers = (ops.zeros((p.steps, p.chunk), dtype), ops.zeros((p.steps, p.chunk, dim), dtype))
     (d_kernel, d_bias), (losses, d_hidden) = klp_backend.map_chunks(body, p.steps, init, buffers)
-    return ops.reshape(losses, (-1,)), ops.reshape(d_hidden, (-1, dim)), d_kernel, d_bias
+    return per_token(p, losses), per_token(p, d_hidden), d_kernel, d_bias
 
 
 def argmax_ids(p: Prepared, kernel: Tensor, bias: Tensor, head: Head) -> Tensor:
-    """The highest-scoring token of each row `(steps * chunk,)`, int32."""
+    """The highest-scoring token of each row `(n,)`, int32."""
 
     def body(i: Any, acc: Any) -> tuple:
         z = _matmul_kernel(_rows(p.hidden, i, p.chunk), kernel, head.transpose_kernel)
         return acc, (ops.argmax(ops.cast(z, p.dtype) + bias, axis=-1),)
 
     _, (ids,) = klp_backend.map_chunks(body, p.steps, (), (ops.zeros((p.steps, p.chunk), "int32"),))
-    return ops.reshape(ids, (-1,))
+    return per_token(p, ids)

@@ -21,7 +21,8 @@ from keras_lossplus.losses.options import (
 Tensor = Any
 
 
-def _class_id(name: str, value: Any) -> Optional[int]:
+def class_id(name: str, value: Any) -> Optional[int]:
+    """An integer token id, or `None` (the check of `ignore_class`)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -30,7 +31,7 @@ def _class_id(name: str, value: Any) -> Optional[int]:
 
 
 OPTIONS = Options(
-    ignore_class=_class_id,
+    ignore_class=class_id,
     label_smoothing=number(low=0.0, high=1.0),
     z_loss=number(low=0.0),
     logit_soft_cap=optional(number(low=0.0, low_open=True)),
@@ -92,10 +93,6 @@ def _bias_or_zeros(bias: Optional[Tensor], vocabulary: int, dtype: str) -> Tenso
     return ops.zeros((vocabulary,), dtype) if bias is None else ops.cast(bias, dtype)
 
 
-def _unpad(x: Tensor, n: Any) -> Tensor:
-    return x[:n]
-
-
 def _per_token_op(head: chunks.Head, chunk_size: Optional[int]) -> Any:
     """Per-token losses; the backward pass runs the chunks again with the
     upstream gradients (one more matmul per chunk than the fused sum)."""
@@ -103,15 +100,13 @@ def _per_token_op(head: chunks.Head, chunk_size: Optional[int]) -> Any:
     @ops.custom_gradient
     def op(y_true: Tensor, hidden: Tensor, kernel: Tensor, bias: Tensor) -> Any:
         p = chunks.prepare(y_true, hidden, kernel, head, chunk_size)
-        n = ops.shape(ops.reshape(y_true, (-1,)))[0]
-        losses = ops.reshape(_unpad(chunks.token_losses(p, kernel, bias, head), n), ops.shape(y_true))
+        losses = ops.reshape(chunks.token_losses(p, kernel, bias, head), ops.shape(y_true))
 
         def grad(*args: Any, upstream: Any = None) -> tuple:
             g = args[0] if upstream is None else upstream
-            coef = ops.cast(ops.reshape(g, (-1,)), p.dtype)
-            coef = ops.pad(coef, [[0, ops.shape(p.valid)[0] - n]])
+            coef = chunks.per_chunk(p, ops.reshape(g, (-1,)))
             _, d_hidden, d_kernel, d_bias = chunks.losses_and_gradients(p, kernel, bias, coef, head)
-            d_hidden = ops.reshape(_unpad(d_hidden, n), ops.shape(hidden))
+            d_hidden = ops.reshape(d_hidden, ops.shape(hidden))
             return None, ops.cast(d_hidden, hidden.dtype), ops.cast(d_kernel, kernel.dtype), ops.cast(d_bias, bias.dtype)
 
         return losses, grad
@@ -126,15 +121,15 @@ def _weighted_sum_op(head: chunks.Head, chunk_size: Optional[int]) -> Any:
     @ops.custom_gradient
     def op(y_true: Tensor, hidden: Tensor, kernel: Tensor, bias: Tensor, weights: Tensor) -> Any:
         p = chunks.prepare(y_true, hidden, kernel, head, chunk_size)
-        n = ops.shape(ops.reshape(y_true, (-1,)))[0]
-        coef = ops.pad(ops.cast(ops.reshape(weights, (-1,)), p.dtype), [[0, ops.shape(p.valid)[0] - n]])
-        losses, d_hidden, d_kernel, d_bias = chunks.losses_and_gradients(p, kernel, bias, coef, head)
-        total = ops.sum(losses * coef)
+        flat = ops.cast(ops.reshape(weights, (-1,)), p.dtype)
+        losses, d_hidden, d_kernel, d_bias = chunks.losses_and_gradients(p, kernel, bias, chunks.per_chunk(p, flat),
+                                                                         head)
+        total = ops.sum(losses * flat)
 
         def grad(*args: Any, upstream: Any = None) -> tuple:
             g = ops.cast(args[0] if upstream is None else upstream, p.dtype)
-            dh = ops.reshape(_unpad(d_hidden, n), ops.shape(hidden)) * g
-            dw = ops.reshape(_unpad(losses, n), ops.shape(weights)) * g
+            dh = ops.reshape(d_hidden, ops.shape(hidden)) * g
+            dw = ops.reshape(losses, ops.shape(weights)) * g
             return (None, ops.cast(dh, hidden.dtype), ops.cast(d_kernel * g, kernel.dtype),
                     ops.cast(d_bias * g, bias.dtype), ops.cast(dw, weights.dtype))
 
@@ -187,13 +182,13 @@ def linear_cross_entropy(
     the gradient (a written-out backward pass over the same chunks) never
     builds more.
 
-    Example:
-    >>> import numpy as np
-    >>> h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], "float32")
-    >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")  # (D, V) = (2, 3)
-    >>> losses = linear_cross_entropy(np.array([0, 2, 1]), h, w)
-    >>> np.round(keras.ops.convert_to_numpy(losses), 4).tolist()
-    [0.4076, 0.4076, 1.4076]
+    Examples:
+        >>> import numpy as np
+        >>> h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], "float32")
+        >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")  # (D, V) = (2, 3)
+        >>> losses = linear_cross_entropy(np.array([0, 2, 1]), h, w)
+        >>> [round(float(v), 4) for v in keras.ops.convert_to_numpy(losses)]
+        [0.4076, 0.4076, 2.4076]
 
     Args:
         y_true: Integer token ids `(...)`, in `[0, V)` or `ignore_class`.
@@ -233,12 +228,12 @@ def linear_argmax(hidden: Any, kernel: Any, bias: Any = None, *, chunk_size: Opt
     `hidden.shape[:-1]`, int32, computed over token chunks (no logits
     tensor; no gradient). A soft cap (monotonic) does not change it.
 
-    Example:
-    >>> import numpy as np
-    >>> h = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
-    >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")
-    >>> keras.ops.convert_to_numpy(linear_argmax(h, w)).tolist()
-    [0, 2]
+    Examples:
+        >>> import numpy as np
+        >>> h = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+        >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")
+        >>> keras.ops.convert_to_numpy(linear_argmax(h, w)).tolist()
+        [0, 2]
     """
     transpose_kernel = flag("transpose_kernel", transpose_kernel)
     chunk_size = chunk_size_check("chunk_size", chunk_size)
@@ -248,8 +243,7 @@ def linear_argmax(hidden: Any, kernel: Any, bias: Any = None, *, chunk_size: Opt
     head = chunks.Head(None, 0.0, 0.0, None, transpose_kernel)
     p = chunks.prepare(ids, ops.stop_gradient(hidden), ops.stop_gradient(kernel), head, chunk_size)
     b = _bias_or_zeros(None if bias is None else ops.stop_gradient(bias), vocabulary, p.dtype)
-    flat = chunks.argmax_ids(p, ops.stop_gradient(kernel), b, head)
-    return ops.reshape(ops.cast(flat[: ops.shape(ops.reshape(ids, (-1,)))[0]], "int32"), ops.shape(ids))
+    return ops.reshape(ops.cast(chunks.argmax_ids(p, ops.stop_gradient(kernel), b, head), "int32"), ops.shape(ids))
 
 
 def _unpack(y_pred: Any) -> tuple:
@@ -265,38 +259,82 @@ def _unpack(y_pred: Any) -> tuple:
                      f"the loss builds the logits itself. Received: {type(y_pred).__name__}")
 
 
+def _per_token(sample_weight: Any, rank: int, dtype: str) -> Tensor:
+    """`sample_weight` brought to the tokens' rank as Keras does (a trailing
+    unit axis dropped, `(B,)` -> `(B, 1)`), not yet broadcast."""
+    sw = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+    while len(sw.shape) > rank and sw.shape[-1] == 1:
+        sw = ops.squeeze(sw, -1)
+    while len(sw.shape) < rank:
+        sw = ops.expand_dims(sw, -1)
+    return sw
+
+
+def token_weights(y_true: Any, sample_weight: Any = None, ignore_class: Optional[int] = None,
+                  dtype: str = "float32") -> Tensor:
+    """Each token's weight, the shape of `y_true`: `sample_weight` (per
+    token, or per sequence) times 0 at `ignore_class` (a plain weighted mean
+    over tokens; the metrics and `FusedCausalLM`'s perplexity use it).
+
+    Examples:
+        >>> import numpy as np
+        >>> w = token_weights(np.array([[1, 0, 2]]), np.array([2.0]), ignore_class=0)
+        >>> keras.ops.convert_to_numpy(w).tolist()
+        [[2.0, 0.0, 2.0]]
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    w = ops.ones(ops.shape(y_true), dtype)
+    if ignore_class is not None:
+        w = w * ops.cast(ops.not_equal(y_true, ignore_class), dtype)
+    if sample_weight is not None:
+        w = w * _per_token(sample_weight, len(y_true.shape), dtype)
+    return w
+
+
 def keras_token_weights(y_true: Tensor, mask: Optional[Tensor], sample_weight: Any, reduction: str,
                         dtype: str) -> tuple:
     """The per-token weights `c` and divisor with which Keras'
     `reduce_weighted_values` reduces per-token values `v` to
     `sum(c * v) / divisor` (`keras/src/losses/loss.py`, Keras 3.10-3.15):
     the mask merged into `sample_weight` (rescaled by all / valid under the
-    mean reductions), `sample_weight` broadcast to the tokens."""
+    mean reductions), `sample_weight` broadcast to the tokens. Under
+    `tf.distribute` the counts are the global batch's, so that the mean is
+    over the global batch's tokens as on one device (Keras' own loss
+    averages the replicas' means there, which differs when the replicas
+    keep different numbers of tokens)."""
     shape = ops.shape(y_true)
-    rank = len(y_true.shape)
+    # the global batch's counts under tf.distribute (each replica's sum is then
+    # its share of the global mean: the replicas' gradients add up to it)
+    count = klp_backend.replica_sum(ops.cast(ops.prod(ops.convert_to_tensor(shape, "int32")), dtype))
     weights = None
     if mask is not None:
         mask = ops.cast(mask, dtype)
         if reduction in ("mean", "sum_over_batch_size"):
-            total = ops.cast(ops.prod(ops.convert_to_tensor(shape, "int32")), dtype)
-            mask = mask * ops.divide_no_nan(total, ops.sum(mask))
+            mask = mask * ops.divide_no_nan(count, klp_backend.replica_sum(ops.sum(mask)))
         weights = mask
     if sample_weight is not None:
-        sw = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
-        while len(sw.shape) > rank and sw.shape[-1] == 1:
-            sw = ops.squeeze(sw, -1)
-        while len(sw.shape) < rank:
-            sw = ops.expand_dims(sw, -1)
+        sw = _per_token(sample_weight, len(y_true.shape), dtype)
         weights = sw if weights is None else weights * sw
     full = ops.ones(shape, dtype) if weights is None else ops.broadcast_to(weights, shape)
-    count = ops.cast(ops.prod(ops.convert_to_tensor(shape, "int32")), dtype)
     if reduction == "sum":
         divisor = ops.ones((), dtype)
     elif reduction == "mean_with_sample_weight" and weights is not None:
-        divisor = ops.sum(weights)  # as Keras: a per-sequence weight (B, 1) counts once per sequence
+        # as Keras: a per-sequence weight (B, 1) counts once per sequence
+        divisor = klp_backend.replica_sum(ops.sum(weights))
     else:
         divisor = count
     return full, divisor
+
+
+def cross_entropy_from_logits(y_true: Any, logits: Any, ignore_class: Optional[int] = None,
+                              label_smoothing: float = 0.0, z_loss: float = 0.0) -> Tensor:
+    """Per-token losses of `linear_cross_entropy`'s formula on logits that
+    exist anyway (evaluation), in float32; 0 at `ignore_class`."""
+    s = ops.cast(logits, compute_dtype(logits.dtype))
+    y_true = ops.cast(ops.convert_to_tensor(y_true), "int32")
+    labels = y_true if ignore_class is None else ops.where(ops.equal(y_true, ignore_class), 0, y_true)
+    loss, _, _ = chunks.loss_terms(s, labels, chunks.Head(ignore_class, label_smoothing, z_loss, None, False))
+    return loss if ignore_class is None else loss * ops.cast(ops.not_equal(y_true, ignore_class), loss.dtype)
 
 
 @register
@@ -317,13 +355,13 @@ class LinearCrossEntropy(LossPlus):
     `keras_lossplus.layers.LanguageModelHead`, which adds it from its
     kernel; in a custom `compute_loss` or train step, call it directly.
 
-    Example:
-    >>> import numpy as np
-    >>> h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], "float32")
-    >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")
-    >>> loss = LinearCrossEntropy()
-    >>> round(float(loss(np.array([0, 2, 1]), (h, w))), 4)
-    0.7409
+    Examples:
+        >>> import numpy as np
+        >>> h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], "float32")
+        >>> w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 2.0]], "float32")
+        >>> loss = LinearCrossEntropy()
+        >>> round(float(loss(np.array([0, 2, 1]), (h, w))), 4)
+        1.0743
 
     Args:
         ignore_class, label_smoothing, z_loss, logit_soft_cap, chunk_size,
@@ -378,7 +416,7 @@ class LinearCrossEntropy(LossPlus):
         weights, divisor = keras_token_weights(y_true, mask, sample_weight, reduction, compute)
         total = _weighted_total(y_true, hidden, kernel, bias, weights, head, o["chunk_size"])
         if reduction != "sum":
-            total = ops.divide_no_nan(total, divisor) / klp_backend.num_replicas()
+            total = ops.divide_no_nan(total, divisor)
         return ops.cast(total, self.dtype)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:

@@ -378,3 +378,28 @@ def test_kernel_and_bias_as_keras_variables(rng):
             value = LinearCrossEntropy()(y, (h, kernel, bias))
         grads = tape.gradient(value, [kernel.value, bias.value])
         assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+
+
+@pytest.mark.parametrize("transpose_kernel", [False, True])
+def test_kernel_gradient_accumulated_in_vocabulary_blocks(transpose_kernel, rng, monkeypatch):
+    """Blocks of 8 of the 37 vocabulary entries (the last one overlapping
+    the one before): the same gradients as the naive path."""
+    from keras_lossplus.losses.language import chunks
+
+    monkeypatch.setattr(chunks, "KERNEL_BLOCK_ELEMENTS", 8 * D)
+    y, h, w, b = _inputs(rng)
+    if transpose_kernel:
+        w = np.ascontiguousarray(w.T)
+
+    def fused(x):
+        hh, ww, bb = _unpack(x, h, w, b)
+        return LinearCrossEntropy(chunk_size=7, transpose_kernel=transpose_kernel)(y, (hh, ww, bb))
+
+    def naive(x):
+        hh, ww, bb = _unpack(x, h, w, b)
+        return keras.ops.mean(_naive_per_token(y, hh, ww, bb, transpose_kernel=transpose_kernel))
+
+    x = _pack(h, w, b)
+    (v1, g1), (v2, g2) = value_and_grad(fused, x), value_and_grad(naive, x)
+    _assert_close(v1, v2)
+    _assert_close(g1, g2)
