@@ -177,6 +177,14 @@ def add_matmul(acc: Any, a: Any, b: Any, axis: int, block: int) -> Any:
     return ops.fori_loop(0, blocks, step, acc)
 
 
+def chunk_loss_and_logit_grad(*args: Any) -> Optional[tuple]:
+    """The backend's own kernel for one chunk of the linear cross-entropy
+    (`(loss, coef * dloss/dlogits)`, see `backend/torch_lm.py`), or `None`
+    where the `keras.ops` code of `losses/language/chunks.py` runs."""
+    own = getattr(_module(), "chunk_loss_and_logit_grad", None)
+    return None if own is None else own(*args)
+
+
 def miner_kernel(name: str) -> Optional[Callable]:
     """The backend's own kernel of a built-in triplet miner (`"semihard"`,
     `"all"`), or `None` where the backend-neutral miner is the fast one (XLA).

@@ -11,6 +11,7 @@ from keras_lossplus import keras_internals
 from keras_lossplus.backend.single_replica import num_replicas, replica_id, replica_sum  # noqa: F401
 from keras_lossplus.backend.torch_counts import label_counts, soft_counts  # noqa: F401
 from keras_lossplus.backend.torch_eager import is_compiling
+from keras_lossplus.backend.torch_lm import chunk_loss_and_logit_grad  # noqa: F401
 from keras_lossplus.backend.torch_mining import all_triplets, semihard_triplets
 from keras_lossplus.backend.torch_triplet import anchor_masks, triplet_block  # noqa: F401
 from keras_lossplus.backend.torch_sinkhorn import sinkhorn_log_plan  # noqa: F401

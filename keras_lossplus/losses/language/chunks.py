@@ -198,10 +198,16 @@ def losses_and_gradients(p: Prepared, kernel: Tensor, bias: Tensor, coef: Tensor
     def body(i: Any, acc: tuple) -> tuple:
         d_kernel, d_bias = acc
         h = _rows(p.hidden, i, p.chunk)
-        s, slope = _chunk_logits(h, kernel, bias, head, dtype)
-        loss, lse, onehot = loss_terms(s, _rows(p.labels, i, p.chunk), head)
-        valid = _rows(p.valid, i, p.chunk)
-        g = _dlogits(s, lse, onehot, slope, _rows(coef, i, p.chunk) * valid, head)
+        labels, valid = _rows(p.labels, i, p.chunk), _rows(p.valid, i, p.chunk)
+        weights = _rows(coef, i, p.chunk) * valid
+        own = klp_backend.chunk_loss_and_logit_grad(h, kernel, bias, labels, weights, head.transpose_kernel,
+                                                    head.label_smoothing, head.z_loss, head.logit_soft_cap, dtype)
+        if own is not None:
+            loss, g = own
+        else:
+            s, slope = _chunk_logits(h, kernel, bias, head, dtype)
+            loss, lse, onehot = loss_terms(s, labels, head)
+            g = _dlogits(s, lse, onehot, slope, weights, head)
         d_hidden = _matmul_kernel_t(ops.cast(g, mm), kernel, head.transpose_kernel)
         h32 = ops.cast(h, dtype)
         if head.transpose_kernel:
