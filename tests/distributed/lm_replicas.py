@@ -26,6 +26,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 BACKEND, DEVICES = "jax", 1  # set by start() in the subprocess
 
@@ -39,17 +40,10 @@ def start(backend: str, devices: int) -> None:
     """Fix the device count, then import the backend (run as a script only)."""
     global BACKEND, DEVICES, jax, tf, keras, np, L, KL
     BACKEND, DEVICES = backend, devices
-    os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if backend == "jax":
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = flags + f" --xla_force_host_platform_device_count={devices}"
-        import jax
-    else:
-        import tensorflow as tf
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository's tests/
+    from tests.distributed.replicas import fix_devices
 
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    jax, tf = fix_devices(backend, devices)
     import keras
     import numpy as np
 

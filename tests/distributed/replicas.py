@@ -16,23 +16,32 @@ import sys
 BACKEND, DEVICES = "jax", 1  # set by start() in the subprocess
 
 
-def start(backend: str, devices: int) -> None:
-    """Fix the device count, then import the backend (run as a script only:
-    importing this module, as pytest's doctest collection does, starts
-    nothing)."""
-    global BACKEND, DEVICES, jax, tf, keras, np, L
-    BACKEND, DEVICES = backend, devices
+def fix_devices(backend: str, devices: int) -> tuple:
+    """Set `KERAS_BACKEND` and the number of virtual CPU devices, then import
+    the backend: `(jax, None)` or `(None, tensorflow)` (shared with
+    `lm_replicas.py`)."""
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if backend == "jax":
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = flags + f" --xla_force_host_platform_device_count={devices}"
         import jax
-    else:
-        import tensorflow as tf
 
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+        return jax, None
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    return None, tf
+
+
+def start(backend: str, devices: int) -> None:
+    """Fix the device count, then import the backend (run as a script only:
+    importing this module, as pytest's doctest collection does, starts
+    nothing)."""
+    global BACKEND, DEVICES, jax, tf, keras, np, L
+    BACKEND, DEVICES = backend, devices
+    jax, tf = fix_devices(backend, devices)
     import keras
     import numpy as np
 
