@@ -133,8 +133,10 @@ class LanguageModelHead(ReplicaLosses, keras.layers.Layer):
             `cap * tanh(logits / cap)` (loss and inference alike).
         chunk_size: Tokens per chunk of the loss, or `None` (automatic).
         loss_weight: Factor of the added loss, `>= 0`.
-        kernel_initializer, bias_initializer, kernel_regularizer,
-            bias_regularizer: Of the owned kernel and bias, as in `Dense`.
+        kernel_initializer: Of the owned kernel, as in `Dense`.
+        bias_initializer: Of the owned bias, as in `Dense`.
+        kernel_regularizer: Of the owned kernel, as in `Dense`.
+        bias_regularizer: Of the owned bias, as in `Dense`.
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Examples:

@@ -364,8 +364,12 @@ class LinearCrossEntropy(LossPlus):
         1.0743
 
     Args:
-        ignore_class, label_smoothing, z_loss, logit_soft_cap, chunk_size,
-            transpose_kernel: As for `linear_cross_entropy`.
+        ignore_class: As for `linear_cross_entropy`.
+        label_smoothing: As for `linear_cross_entropy`.
+        z_loss: As for `linear_cross_entropy`.
+        logit_soft_cap: As for `linear_cross_entropy`.
+        chunk_size: As for `linear_cross_entropy`.
+        transpose_kernel: As for `linear_cross_entropy`.
         reduction: Keras' reduction.
         name: Name of the loss.
         dtype: Keras' loss dtype.

@@ -403,3 +403,26 @@ def test_kernel_gradient_accumulated_in_vocabulary_blocks(transpose_kernel, rng,
     (v1, g1), (v2, g2) = value_and_grad(fused, x), value_and_grad(naive, x)
     _assert_close(v1, v2)
     _assert_close(g1, g2)
+
+
+def test_kernel_gradient_blocks_that_divide_the_vocabulary(rng, monkeypatch):
+    """Blocks of 10 of a 40-entry vocabulary (no overlap): the naive gradients."""
+    from keras_lossplus.losses.language import chunks
+
+    monkeypatch.setattr(chunks, "KERNEL_BLOCK_ELEMENTS", 11 * D)  # 11 -> the divisor 10
+    y, h, _, b = _inputs(rng)
+    w = rng.normal(size=(D, 40)).astype("float32")
+    b = rng.normal(size=(40,)).astype("float32")
+
+    def fused(x):
+        hh, ww, bb = _unpack(x, h, w, b)
+        return LinearCrossEntropy(chunk_size=6)(y, (hh, ww, bb))
+
+    def naive(x):
+        hh, ww, bb = _unpack(x, h, w, b)
+        return keras.ops.mean(_naive_per_token(y, hh, ww, bb))
+
+    x = _pack(h, w, b)
+    (v1, g1), (v2, g2) = value_and_grad(fused, x), value_and_grad(naive, x)
+    _assert_close(v1, v2)
+    _assert_close(g1, g2)
