@@ -3,8 +3,9 @@
 `keras_lossplus.losses.language.chunks` builds each chunk's `(chunk, V)`
 logits and their gradient with `keras.ops`, one new tensor per operation
 (about ten passes over the logits). Here the logits' buffer is turned into
-their gradient in place (`addmm`, `exp_`, `scatter_add_`): four passes, as
-torch's own `cross_entropy` forward and backward take. Runs without autograd
+their gradient in place (`addmm`, `exp_`, `scatter_add_`), the softmax's
+normaliser from the same exponentials: about as many passes as torch's own
+`cross_entropy` forward and backward take. Runs without autograd
 (inside the loss's custom gradient).
 """
 
@@ -33,14 +34,19 @@ def chunk_loss_and_logit_grad(h: Any, kernel: Any, bias: Any, labels: Any, coef:
         slope = torch.mul(z, z).neg_().add_(1.0)
         z.mul_(logit_soft_cap)
     index = labels.long().unsqueeze(-1)
-    lse = torch.logsumexp(z, dim=-1)
-    loss = lse - (1.0 - label_smoothing) * z.gather(-1, index).squeeze(-1)
+    picked = z.gather(-1, index).squeeze(-1)
+    total = z.sum(-1) if label_smoothing else None
+    top = z.amax(-1, keepdim=True)
+    e = z.sub_(top).exp_()  # the logits' buffer now holds exp(z - max)
+    norm = e.sum(-1)
+    lse = top.squeeze(-1) + norm.log()
+    loss = lse - (1.0 - label_smoothing) * picked
     if label_smoothing:
-        loss = loss - label_smoothing / vocabulary * z.sum(-1)
+        loss = loss - label_smoothing / vocabulary * total
     if z_loss:
         loss = loss + z_loss * lse.square()
     scale = coef if not z_loss else coef * (1.0 + 2.0 * z_loss * lse)
-    g = z.sub_(lse.unsqueeze(-1)).exp_().mul_(scale.unsqueeze(-1))
+    g = e.mul_((scale / norm).unsqueeze(-1))  # softmax * scale
     g.scatter_add_(-1, index, (-(1.0 - label_smoothing) * coef).unsqueeze(-1).to(g.dtype))
     if label_smoothing:
         g.sub_((coef * (label_smoothing / vocabulary)).unsqueeze(-1))
