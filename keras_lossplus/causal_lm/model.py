@@ -26,6 +26,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
+from keras_lossplus import backend as klp_backend
 from keras_lossplus import keras_internals
 from keras_lossplus.layers.language_model import LanguageModelHead
 from keras_lossplus.losses.language.linear_cross_entropy import cross_entropy_from_logits, token_weights
@@ -202,7 +203,9 @@ class FusedCausalLM(keras.Model):
             hidden = y_pred
             loss = self.head.compute_head_loss(hidden, y, sample_weight)
             if plain:
-                self.perplexity.update_from_sums(ops.stop_gradient(ops.cast(loss, "float32")) * count, ops.sum(w))
+                # the loss divides by the global batch's count under tf.distribute: this replica's weighted sum
+                total = ops.stop_gradient(ops.cast(loss, "float32")) * klp_backend.replica_sum(count)
+                self.perplexity.update_from_sums(total, ops.sum(w))
             else:
                 self.perplexity.update_state(y, self._linear(hidden), sample_weight=sample_weight)
             if self.token_accuracy is not None:
