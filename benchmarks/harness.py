@@ -203,3 +203,15 @@ def rotated(items, k):
     items = list(items)
     k %= len(items)
     return items[k:] + items[:k]
+
+
+def step_of_size(cache: dict, size: Any, implementation: str, build: Callable) -> Any:
+    """The cached `(step, info)` of `(size, implementation)`, built by
+    `build()` on first use; the entries of other sizes are freed first, so
+    that only one size's compiled steps (and their buffers) are alive."""
+    key = size, implementation
+    if key not in cache:
+        for old in [k for k in cache if k[0] != size]:
+            del cache[old]
+        cache[key] = build()
+    return cache[key]

@@ -45,7 +45,7 @@ import os
 
 import numpy as np
 import pytest
-from harness import BACKEND, rotated, to_backend
+from harness import BACKEND, rotated, step_of_size, to_backend
 from lm_memory import (
     IMPLEMENTATIONS,
     ISSUE_SIZES,
@@ -150,12 +150,7 @@ CASES = [
 
 @pytest.mark.parametrize("size, block, implementation", CASES, ids=str)
 def test_linear_cross_entropy(benchmark, lce_steps, size, block, implementation):
-    key = size, implementation
-    if key not in lce_steps:
-        for old in [k for k in lce_steps if k[0] != size]:  # free the previous size's
-            del lce_steps[old]
-        lce_steps[key] = build_step(size, implementation, lce_steps)
-    step, info = lce_steps[key]
+    step, info = step_of_size(lce_steps, size, implementation, lambda: build_step(size, implementation, lce_steps))
     if step is None:
         pytest.skip(f"{implementation} at {size_name(*size)} does not fit: {info['failed']}")
     peer = next(impl for impl in IMPLEMENTATIONS if impl != implementation)

@@ -35,7 +35,7 @@ or `benchmarks/report.py --suites sinkhorn`.
 
 import numpy as np
 import pytest
-from harness import BACKEND, as_numpy, rotated, to_backend, value_and_grad_step, xla_temp_bytes
+from harness import BACKEND, as_numpy, rotated, step_of_size, to_backend, value_and_grad_step, xla_temp_bytes
 from keras import ops
 
 from keras_lossplus.losses import SinkhornLoss
@@ -145,12 +145,8 @@ CASES = [
 
 @pytest.mark.parametrize("batch_size, block, implementation", CASES, ids=str)
 def test_sinkhorn(benchmark, sinkhorn_steps, batch_size, block, implementation):
-    key = batch_size, implementation
-    if key not in sinkhorn_steps:
-        for old in [k for k in sinkhorn_steps if k[0] != batch_size]:  # free the previous B's
-            del sinkhorn_steps[old]
-        sinkhorn_steps[key] = build_step(batch_size, implementation)
-    step, info = sinkhorn_steps[key]
+    step, info = step_of_size(sinkhorn_steps, batch_size, implementation,
+                              lambda: build_step(batch_size, implementation))
     benchmark.group = f"sinkhorn B={batch_size} {BACKEND}"
     benchmark.extra_info.update(
         backend=BACKEND, loss=f"sinkhorn B={batch_size}", implementation=implementation, block=block,
